@@ -1,0 +1,55 @@
+"""Shared fixtures: a real sensor-like SQLite file per test, the app, its test client and CLI runner."""
+
+import sqlite3
+
+import pytest
+
+from webapp import create_app
+from webapp.store import PipelineStore
+
+SENSOR_SCHEMA = (
+    "CREATE TABLE sensor_readings (id INTEGER PRIMARY KEY AUTOINCREMENT, "
+    "sensor_id TEXT NOT NULL, value REAL NOT NULL, recorded_at TEXT NOT NULL)"
+)
+
+
+def make_sensor_db(path):
+    """Create a database like the sensor writer's: its own table, no pipeline_config yet."""
+    conn = sqlite3.connect(path)
+    conn.execute(SENSOR_SCHEMA)
+    conn.execute(
+        "INSERT INTO sensor_readings (sensor_id, value, recorded_at) "
+        "VALUES ('s-1', 21.5, '2026-11-25T00:00:00Z')"
+    )
+    conn.commit()
+    conn.close()
+    return path
+
+
+@pytest.fixture
+def db_path(tmp_path):
+    """Path of a fresh sensor database in ``tmp_path``."""
+    return make_sensor_db(tmp_path / "sensor_data.db")
+
+
+@pytest.fixture
+def store(db_path):
+    with PipelineStore(db_path, write_timeout=5) as store:
+        yield store
+
+
+@pytest.fixture
+def app(db_path, monkeypatch):
+    for name in ("PIPELINE_DB", "PIPELINE_USERS_FILE", "PIPELINE_SECRET_KEY"):
+        monkeypatch.delenv(name, raising=False)
+    return create_app({"TESTING": True, "DB": str(db_path), "SECRET_KEY": "test-secret"})
+
+
+@pytest.fixture
+def client(app):
+    return app.test_client()
+
+
+@pytest.fixture
+def runner(app):
+    return app.test_cli_runner()

@@ -1,0 +1,81 @@
+"""Pipeline Manager: see and change which pipeline the edge uploader applies.
+
+``create_app()`` is the only way to build the Flask app (gunicorn: ``webapp:create_app()``).
+"""
+
+import os
+import secrets
+
+import click
+from flask import Flask
+
+from .config import load_settings
+
+__all__ = ["create_app"]
+
+ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
+
+
+class ConfigError(RuntimeError):
+    """The app cannot start safely with this configuration."""
+
+
+def create_app(test_config=None) -> Flask:
+    """Build the app: settings from ``PIPELINE_*`` variables, then ``test_config``."""
+    app = Flask(
+        __name__,
+        instance_path=os.path.join(ROOT, "instance"),
+        template_folder=os.path.join(ROOT, "templates"),
+        static_folder=os.path.join(ROOT, "static"),
+    )
+    app.config.update(load_settings(os.environ))
+    if test_config:
+        app.config.update(test_config)
+    setup_secret_key(app)
+    setup_store(app)
+    setup_cli(app)
+    setup_web(app)
+    return app
+
+
+def is_development(app) -> bool:
+    return app.debug or app.testing or app.config.get("ENV") == "development"
+
+
+def setup_secret_key(app) -> None:
+    """Require PIPELINE_SECRET_KEY when serving outside development.
+
+    Several gunicorn workers must share one key, or sessions and CSRF tokens signed by one worker
+    fail in another; a per-process random key is only acceptable in development.
+    """
+    if app.config.get("SECRET_KEY"):
+        return
+    app.config["SECRET_KEY"] = secrets.token_hex(32)
+    if is_development(app):
+        return
+    if click.get_current_context(silent=True) is None:
+        # Imported by a WSGI server (gunicorn): refuse to start.
+        raise ConfigError(
+            "PIPELINE_SECRET_KEY is not set: refusing to start outside development "
+            "(generate one with: python3 -c 'import secrets; print(secrets.token_hex(32))')"
+        )
+    # Under the flask CLI: `flask pipeline ...` needs no key, but `flask run` must not serve.
+    app.config["MISSING_SECRET_KEY"] = True
+
+
+def setup_store(app) -> None:
+    from . import db
+
+    db.init_app(app)
+
+
+def setup_cli(app) -> None:
+    from .cli import pipeline_cli
+
+    app.cli.add_command(pipeline_cli)
+
+
+def setup_web(app) -> None:
+    from . import views
+
+    views.init_app(app)

@@ -1,0 +1,118 @@
+"""Settings: every one comes from an environment variable prefixed ``PIPELINE_``.
+
+``SETTINGS`` is the single source of truth; README's configuration table lists the same names
+(a test keeps the two in step).
+"""
+
+from collections import namedtuple
+
+from .errors import InvalidInput
+
+Setting = namedtuple("Setting", "env key default kind help")
+
+SETTINGS = (
+    Setting(
+        "PIPELINE_DB",
+        "DB",
+        None,
+        "path",
+        "SQLite file to manage; must exist. Unset: an embedded database in `instance/`.",
+    ),
+    Setting(
+        "PIPELINE_WRITE_TIMEOUT",
+        "WRITE_TIMEOUT",
+        10.0,
+        "float",
+        "Seconds a write may wait for the lock (retries included) before failing.",
+    ),
+    Setting("PIPELINE_BUCKET_RAW", "BUCKET_RAW", "ingestion", "str", "Bucket for `raw`."),
+    Setting(
+        "PIPELINE_BUCKET_SCHEMATIZED",
+        "BUCKET_SCHEMATIZED",
+        "validated",
+        "str",
+        "Bucket for `schematized`.",
+    ),
+    Setting(
+        "PIPELINE_BUCKET_FILTERED", "BUCKET_FILTERED", "enriched", "str", "Bucket for `filtered`."
+    ),
+    Setting(
+        "PIPELINE_BUCKET_AGGREGATED",
+        "BUCKET_AGGREGATED",
+        "aggregated",
+        "str",
+        "Bucket for `aggregated`.",
+    ),
+    Setting(
+        "PIPELINE_SECRET_KEY",
+        "SECRET_KEY",
+        None,
+        "str",
+        "Signs sessions and CSRF tokens; required outside development, same in every worker.",
+    ),
+    Setting(
+        "PIPELINE_USERS_FILE",
+        "USERS_FILE",
+        None,
+        "path",
+        "htpasswd file (bcrypt) of operator accounts. Unset or empty: read-only dashboard.",
+    ),
+    Setting(
+        "PIPELINE_READ_REQUIRES_LOGIN",
+        "READ_REQUIRES_LOGIN",
+        False,
+        "bool",
+        "`1`: reading pages and the API needs a login too.",
+    ),
+    Setting(
+        "PIPELINE_REQUIRE_REASON",
+        "REQUIRE_REASON",
+        True,
+        "bool",
+        "`0`: the change form accepts an empty reason.",
+    ),
+    Setting(
+        "PIPELINE_POLL_SECONDS",
+        "POLL_SECONDS",
+        2.0,
+        "float",
+        "How often the dashboard asks for changes.",
+    ),
+    Setting(
+        "PIPELINE_ENV",
+        "ENV",
+        "production",
+        "str",
+        "`development` allows a per-process secret key (as does `flask --debug`).",
+    ),
+)
+
+_TRUE = {"1", "true", "yes", "on"}
+_FALSE = {"0", "false", "no", "off", ""}
+
+
+def _convert(setting: Setting, raw: str):
+    if setting.kind == "float":
+        try:
+            value = float(raw)
+        except ValueError:
+            raise InvalidInput(f"{setting.env} must be a number (got {raw!r})") from None
+        if value < 0:
+            raise InvalidInput(f"{setting.env} must not be negative (got {raw!r})")
+        return value
+    if setting.kind == "bool":
+        if raw.strip().lower() in _TRUE:
+            return True
+        if raw.strip().lower() in _FALSE:
+            return False
+        raise InvalidInput(f"{setting.env} must be 0 or 1 (got {raw!r})")
+    return raw
+
+
+def load_settings(environ) -> dict:
+    """Return config keys (without the prefix) from ``environ``, defaults filled in."""
+    config = {}
+    for setting in SETTINGS:
+        raw = environ.get(setting.env)
+        config[setting.key] = setting.default if raw in (None, "") else _convert(setting, raw)
+    return config
