@@ -1,4 +1,4 @@
-"""Shared fixtures: a real sensor-like SQLite file per test, the app, its test client and CLI runner."""
+"""Shared fixtures: a real sensor-like SQLite file per test, the app, its client and runner."""
 
 import sqlite3
 
