@@ -14,12 +14,11 @@ import json
 import os
 import sqlite3
 import threading
+import time
 from collections import namedtuple
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
 from pathlib import Path
-
-import tenacity
 
 from .errors import ConflictError, DatabaseBusy, DatabaseUnusable, InvalidInput
 from .pipelines import DEFAULT_BUCKETS, DEFAULT_PIPELINE, PIPELINE_TYPES, validate_type
@@ -293,11 +292,23 @@ class PipelineStore:
     # -- retries and error mapping ---------------------------------------------------------
 
     def _retry(self, attempt):
-        """Run ``attempt`` again on busy/locked, with jittered backoff, within the budget."""
+        """Run ``attempt``; on busy/locked, run it again with jittered backoff within the budget."""
+        started = time.monotonic()
+        try:
+            return attempt()
+        except sqlite3.OperationalError as error:
+            if not _is_busy(error) or self.write_timeout <= 0:
+                raise
+        _count_retry(None)
+        # tenacity is imported only under contention: most commands never need it, and
+        # `flask pipeline get` must start fast.
+        import tenacity
+
+        remaining = max(0.0, self.write_timeout - (time.monotonic() - started))
         retrying = tenacity.Retrying(
             retry=tenacity.retry_if_exception(_is_busy),
             wait=tenacity.wait_random_exponential(multiplier=0.01, max=0.25),
-            stop=tenacity.stop_before_delay(self.write_timeout),
+            stop=tenacity.stop_before_delay(remaining),
             before_sleep=_count_retry,
             reraise=True,
         )
