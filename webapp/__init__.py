@@ -35,6 +35,7 @@ def create_app(test_config=None) -> Flask:
     setup_store(app)
     setup_cli(app)
     setup_web(app)
+    setup_health(app)
     return app
 
 
@@ -79,3 +80,10 @@ def setup_web(app) -> None:
     from . import views
 
     views.init_app(app)
+
+
+def setup_health(app) -> None:
+    """Register /healthz, /readyz and /metrics (probes and monitoring; see webapp/health.py)."""
+    from . import health
+
+    health.init_app(app)

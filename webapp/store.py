@@ -11,6 +11,7 @@ sensor writer and an uploader use all the time. So:
 """
 
 import json
+import logging
 import os
 import sqlite3
 import threading
@@ -52,6 +53,10 @@ _BUSY_CODES = {sqlite3.SQLITE_BUSY, sqlite3.SQLITE_LOCKED}
 #: Per-process counters of write contention, read by the metrics endpoint.
 STATS = {"write_retries": 0, "busy_failures": 0}
 _stats_lock = threading.Lock()
+_stat_listeners = []
+
+#: One JSON line per change (who, from, to, reason, source, id), for the platform's log pipeline.
+AUDIT_LOG = logging.getLogger("pipeline.audit")
 
 ActivePipeline = namedtuple("ActivePipeline", "pipeline_type bucket")
 
@@ -161,9 +166,21 @@ def _is_missing_table(error: BaseException) -> bool:
     return isinstance(error, sqlite3.OperationalError) and "no such table" in str(error)
 
 
-def _count_retry(retry_state) -> None:
+def on_stat(listener) -> None:
+    """Call ``listener(name)`` each time a ``STATS`` counter grows (metrics sum them per worker)."""
+    if listener not in _stat_listeners:
+        _stat_listeners.append(listener)
+
+
+def _bump(name) -> None:
     with _stats_lock:
-        STATS["write_retries"] += 1
+        STATS[name] += 1
+    for listener in _stat_listeners:
+        listener(name)
+
+
+def _count_retry(retry_state) -> None:
+    _bump("write_retries")
 
 
 def active_pipeline(conn: sqlite3.Connection, buckets=DEFAULT_BUCKETS) -> ActivePipeline:
@@ -320,8 +337,7 @@ class PipelineStore:
             return operation()
         except sqlite3.Error as error:
             if _is_busy(error):
-                with _stats_lock:
-                    STATS["busy_failures"] += 1
+                _bump("busy_failures")
                 raise DatabaseBusy(
                     f"database is busy: another process held the write lock for more than "
                     f"{self.write_timeout:g} s; nothing was written ({self.path})"
@@ -516,7 +532,10 @@ class PipelineStore:
             row = conn.execute(f"{SELECT_ROWS} WHERE id = ?", (cursor.lastrowid,)).fetchall()[0]
             return SetResult(self._change(row), changed=True)
 
-        return self._write(work)
+        result = self._write(work)
+        if result.changed:
+            log_change(result.change)
+        return result
 
     def revert(self, to_id, *, updated_by, reason=None, source="web", expect_id=None) -> SetResult:
         """Make the type of change ``to_id`` current again, as a new change that names it."""
@@ -548,6 +567,26 @@ def describe_conflict(expect_id: int, current: Change) -> str:
         f"pipeline changed since version {expect_id}: it is now {current.pipeline_type} "
         f"(change #{current.id}, set by {who} at {when}); nothing was written"
     )
+
+
+def log_change(change: Change) -> None:
+    """Log ``change`` as one JSON line on ``pipeline.audit`` (after its commit: it happened)."""
+    if not AUDIT_LOG.isEnabledFor(logging.INFO):
+        return
+    record = {
+        "event": "pipeline_change",
+        "id": change.id,
+        "who": change.updated_by,
+        "from": change.previous,
+        "to": change.pipeline_type,
+        "bucket": change.bucket,
+        "reason": change.reason,
+        "source": change.source,
+        "at": iso_utc(change.updated_at),
+    }
+    if "reverts_to" in change.metadata:
+        record["reverts_to"] = change.metadata["reverts_to"]
+    AUDIT_LOG.info(json.dumps(record, ensure_ascii=False))
 
 
 def _clean_text(value, what, max_length, required=False):

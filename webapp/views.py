@@ -14,12 +14,6 @@ def refuse_without_secret():
         abort(503, "PIPELINE_SECRET_KEY is not set: refusing to serve outside development")
 
 
-@bp.get("/healthz")
-def healthz():
-    """Answer that the process is up (no database access)."""
-    return {"status": "ok"}
-
-
 @bp.get("/")
 def index():
     """Show the current pipeline."""
