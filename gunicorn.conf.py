@@ -1,19 +1,65 @@
 """gunicorn settings for Pipeline Manager (`gunicorn -c gunicorn.conf.py 'webapp:create_app()'`).
 
-Everything comes from the environment so the same image runs anywhere. No database connection is
-opened here or at import time: each worker opens its own after the fork, on its first request.
+Everything comes from the environment (``PIPELINE_BIND``, ``PIPELINE_GRACEFUL_TIMEOUT``, declared in
+webapp/config.py, and gunicorn's conventional ``WEB_CONCURRENCY``) so the same image runs anywhere.
+No database connection is opened here or at import time: the app is imported in each worker after
+the fork (no preload) and each worker opens its own connection on its first request.
 """
 
+import logging
 import os
+import shutil
+import sys
+import tempfile
 
-bind = os.environ.get("PIPELINE_BIND", "0.0.0.0:8000")
+from webapp.config import load_settings
+
+_settings = load_settings(os.environ)
+
+bind = _settings["BIND"]
 workers = int(os.environ.get("WEB_CONCURRENCY", "2"))
 worker_class = "sync"
-timeout = int(os.environ.get("GUNICORN_TIMEOUT", "30"))
-graceful_timeout = int(os.environ.get("GUNICORN_GRACEFUL_TIMEOUT", "20"))
+preload_app = False  # a connection inherited across fork would corrupt SQLite's locks
+timeout = 30
+graceful_timeout = int(_settings["GRACEFUL_TIMEOUT"])  # finish in-flight requests on SIGTERM
 keepalive = 5
 accesslog = "-"  # stdout
 errorlog = "-"  # stderr
-loglevel = os.environ.get("GUNICORN_LOG_LEVEL", "info")
-# Trust X-Forwarded-* only from a proxy on the same host (TLS terminated in front of us).
-forwarded_allow_ips = os.environ.get("FORWARDED_ALLOW_IPS", "127.0.0.1")
+loglevel = "info"
+# Heartbeat files on a RAM disk: a slow or overlay /tmp can make workers look hung.
+worker_tmp_dir = "/dev/shm" if os.path.isdir("/dev/shm") else None
+# No control socket: its default path ($HOME/.gunicorn) is shared by every gunicorn of a user, and
+# the container's user has no home; we manage workers with signals (TERM, HUP, TTIN/TTOU).
+control_socket_disable = True
+# forwarded_allow_ips is left to gunicorn: FORWARDED_ALLOW_IPS, else 127.0.0.1 (a proxy in front).
+
+
+def on_starting(server):
+    """Prepare, before any worker forks, what every worker shares."""
+    # Workers count write retries in files here, so /metrics sums them whichever worker answers.
+    # A fresh directory each start: files left by an earlier run would inflate the counters.
+    os.environ["PROMETHEUS_MULTIPROC_DIR"] = tempfile.mkdtemp(prefix="pipeline-metrics-")
+    log_audit_to_stdout()
+
+
+def child_exit(server, worker):
+    """Let prometheus-client drop a dead worker's live series (its counters still count)."""
+    from prometheus_client import multiprocess
+
+    multiprocess.mark_process_dead(worker.pid)
+
+
+def on_exit(server):
+    """Remove the metrics directory of this run."""
+    shutil.rmtree(os.environ.get("PROMETHEUS_MULTIPROC_DIR", ""), ignore_errors=True)
+
+
+def log_audit_to_stdout():
+    """Send the store's one-JSON-line-per-change audit log to stdout, beside the access log."""
+    audit = logging.getLogger("pipeline.audit")
+    if not audit.handlers:
+        handler = logging.StreamHandler(sys.stdout)
+        handler.setFormatter(logging.Formatter("%(message)s"))
+        audit.addHandler(handler)
+    audit.setLevel(logging.INFO)
+    audit.propagate = False

@@ -51,6 +51,14 @@ SETTINGS = (
         "Signs sessions and CSRF tokens; required outside development, same in every worker.",
     ),
     Setting(
+        "PIPELINE_SECRET_KEY_FILE",
+        "SECRET_KEY_FILE",
+        None,
+        "path",
+        "File holding the secret key (a Docker or Kubernetes secret); used when "
+        "`PIPELINE_SECRET_KEY` is unset.",
+    ),
+    Setting(
         "PIPELINE_USERS_FILE",
         "USERS_FILE",
         None,
@@ -85,6 +93,21 @@ SETTINGS = (
         "str",
         "`development` allows a per-process secret key (as does `flask --debug`).",
     ),
+    Setting(
+        "PIPELINE_BIND",
+        "BIND",
+        "0.0.0.0:8000",
+        "str",
+        "Address gunicorn listens on (read by `gunicorn.conf.py`; workers: `WEB_CONCURRENCY`, "
+        "default 2).",
+    ),
+    Setting(
+        "PIPELINE_GRACEFUL_TIMEOUT",
+        "GRACEFUL_TIMEOUT",
+        20.0,
+        "float",
+        "Seconds gunicorn lets in-flight requests finish after SIGTERM.",
+    ),
 )
 
 _TRUE = {"1", "true", "yes", "on"}
@@ -115,4 +138,20 @@ def load_settings(environ) -> dict:
     for setting in SETTINGS:
         raw = environ.get(setting.env)
         config[setting.key] = setting.default if raw in (None, "") else _convert(setting, raw)
+    if not config["SECRET_KEY"] and config["SECRET_KEY_FILE"]:
+        config["SECRET_KEY"] = read_secret_file(config["SECRET_KEY_FILE"])
     return config
+
+
+def read_secret_file(path) -> str:
+    """Return the secret in ``path`` (compose and Kubernetes mount secrets as files)."""
+    try:
+        with open(path, encoding="utf-8") as handle:
+            secret = handle.read().strip()
+    except OSError as error:
+        raise InvalidInput(
+            f"PIPELINE_SECRET_KEY_FILE: cannot read {path} ({error.strerror})"
+        ) from None
+    if not secret:
+        raise InvalidInput(f"PIPELINE_SECRET_KEY_FILE: {path} is empty")
+    return secret
