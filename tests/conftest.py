@@ -1,11 +1,14 @@
 """Shared fixtures: a real sensor-like SQLite file per test, the app, its client and runner."""
 
+import os
 import sqlite3
 
 import pytest
 
 from webapp import create_app
 from webapp.store import PipelineStore
+
+pytest_plugins = ["pytester"]  # tests/test_browser.py checks the CI hook below in a sub-run
 
 SENSOR_SCHEMA = (
     "CREATE TABLE sensor_readings (id INTEGER PRIMARY KEY AUTOINCREMENT, "
@@ -53,3 +56,19 @@ def client(app):
 @pytest.fixture
 def runner(app):
     return app.test_cli_runner()
+
+
+@pytest.hookimpl(wrapper=True)
+def pytest_runtest_makereport(item, call):
+    """Under CI (``CI=true``) a skipped browser test is a failure: CI must run them all."""
+    report = yield
+    if (
+        report.skipped
+        and not hasattr(report, "wasxfail")
+        and os.environ.get("CI") == "true"
+        and item.get_closest_marker("browser") is not None
+    ):
+        reason = report.longrepr[2] if isinstance(report.longrepr, tuple) else report.longrepr
+        report.outcome = "failed"
+        report.longrepr = f"browser test skipped under CI=true, which counts as a failure: {reason}"
+    return report

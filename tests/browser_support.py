@@ -1,0 +1,129 @@
+"""Browser-test support: Debian's Chromium, operator accounts, and a watcher for page problems.
+
+The watcher collects what "no console errors and no CSP violations" means in a real browser:
+console messages of type error, uncaught page errors, ``securitypolicyviolation`` events (reported
+through a binding that an init script calls; Playwright injects it outside the page's CSP) and
+server errors (5xx) on any request the page makes.
+"""
+
+import os
+import re
+import shutil
+import warnings
+from contextlib import contextmanager
+
+import bcrypt
+from live import LiveServer
+
+CHROMIUM = "/usr/bin/chromium"
+MISSING_CHROMIUM = "Debian's chromium not found: apt-get install -y chromium"
+
+# Without the background-networking flags Chromium keeps trying to reach Google's services, which
+# on a closed network makes every launch and navigation slow.
+CHROMIUM_ARGS = [
+    "--no-sandbox",
+    "--headless",
+    "--disable-gpu",
+    "--disable-background-networking",
+    "--disable-component-update",
+    "--disable-sync",
+    "--no-first-run",
+]
+
+# Page side of the CSP check: the browser fires this event for every blocked script, style,
+# connection or frame, whether or not it also logs a console message.
+CSP_REPORTER = """
+document.addEventListener('securitypolicyviolation', (event) => {
+  window.__reportCspViolation(
+    `${event.effectiveDirective} blocked ${event.blockedURI || '(inline)'}`
+    + ` in ${event.sourceFile || event.documentURI}:${event.lineNumber}`
+  );
+}, true);
+"""
+
+# What a browser legitimately logs while the server is down: refused connections and htmx's
+# report of the failed request. Tolerated only inside ``BrowserProblems.tolerating``.
+SERVER_DOWN = re.compile(
+    r"net::ERR_(CONNECTION_REFUSED|CONNECTION_RESET|EMPTY_RESPONSE|CONNECTION_CLOSED)"
+    r"|htmx:sendError"
+)
+
+
+def find_chromium() -> str | None:
+    """Return Debian's Chromium executable, or None when it is not installed."""
+    found = shutil.which("chromium")
+    if found:
+        return found
+    return CHROMIUM if os.access(CHROMIUM, os.X_OK) else None
+
+
+def write_users_file(path, accounts: dict) -> None:
+    """Write an htpasswd file of bcrypt hashes (``htpasswd -nB`` format), cheap rounds."""
+    lines = []
+    for name, password in accounts.items():
+        hashed = bcrypt.hashpw(password.encode(), bcrypt.gensalt(rounds=4)).decode()
+        lines.append(f"{name}:{hashed}\n")
+    with open(path, "w") as handle:
+        handle.writelines(lines)
+
+
+class BrowserServer(LiveServer):
+    """LiveServer that can be stopped and started again on the same port (same URL)."""
+
+    @property
+    def db_path(self) -> str:
+        return self.env["PIPELINE_DB"]
+
+    def start(self, timeout=30.0):
+        # LiveServer.start leaves the parent's handle on the gunicorn log to the garbage
+        # collector (gunicorn keeps its own copy); its ResourceWarning is that, nothing more.
+        with warnings.catch_warnings():
+            warnings.simplefilter("ignore", ResourceWarning)
+            return super().start(timeout)
+
+
+class BrowserProblems:
+    """Everything that went wrong in the pages of the browser contexts attached to it."""
+
+    def __init__(self):
+        self.problems: list[str] = []
+        self.tolerated: list[str] = []
+        self._tolerate: re.Pattern | None = None
+
+    def attach(self, context) -> None:
+        context.expose_function("__reportCspViolation", self._on_csp)
+        context.add_init_script(CSP_REPORTER)
+        context.on("console", self._on_console)
+        context.on("weberror", lambda error: self._add(f"page error: {error.error}"))
+        context.on("response", self._on_response)
+
+    def _add(self, problem: str) -> None:
+        if self._tolerate is not None and self._tolerate.search(problem):
+            self.tolerated.append(problem)
+        else:
+            self.problems.append(problem)
+
+    def _on_console(self, message) -> None:
+        if message.type == "error":
+            self._add(f"console error: {message.text} ({message.location.get('url', '?')})")
+        elif "Content Security Policy" in message.text:
+            self._add(f"CSP console message ({message.type}): {message.text}")
+
+    def _on_csp(self, description: str) -> None:
+        self._add(f"CSP violation: {description}")
+
+    def _on_response(self, response) -> None:
+        if response.status >= 500:
+            self._add(f"server error {response.status} on {response.request.method} {response.url}")
+
+    @contextmanager
+    def tolerating(self, pattern: re.Pattern):
+        """Record problems matching ``pattern`` as tolerated while the block runs."""
+        self._tolerate = pattern
+        try:
+            yield
+        finally:
+            self._tolerate = None
+
+    def assert_clean(self) -> None:
+        assert not self.problems, "problems in the browser:\n" + "\n".join(self.problems)
