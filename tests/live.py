@@ -11,6 +11,8 @@ import urllib.request
 from pathlib import Path
 
 ROOT = Path(__file__).resolve().parent.parent
+# The image's command after `python` (tests/test_deploy.py checks the Dockerfile and manifests).
+GUNICORN_ARGS = ("-m", "gunicorn", "-c", "gunicorn.conf.py", "webapp:create_app()")
 
 
 def free_port() -> int:
@@ -39,7 +41,7 @@ class LiveServer:
     def start(self, timeout=30.0):
         log = self.log_path.open("wb")
         self.process = subprocess.Popen(
-            [sys.executable, "-m", "gunicorn", "-c", "gunicorn.conf.py", "webapp:create_app()"],
+            [sys.executable, *GUNICORN_ARGS],
             cwd=ROOT,
             env=self.env,
             stdout=log,
