@@ -49,6 +49,18 @@ SERVER_DOWN = re.compile(
 )
 
 
+def http_status(*codes: int) -> re.Pattern:
+    """Chromium's console line for an answer with one of ``codes`` (it logs every 4xx/5xx).
+
+    A test that deliberately provokes such an answer (409 for a conflict, 422 for a form error)
+    tolerates exactly that line, for exactly that step.
+    """
+    alternatives = "|".join(str(code) for code in codes)
+    return re.compile(
+        rf"Failed to load resource: the server responded with a status of ({alternatives})\b"
+    )
+
+
 def find_chromium() -> str | None:
     """Return Debian's Chromium executable, or None when it is not installed."""
     found = shutil.which("chromium")
