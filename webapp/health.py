@@ -54,7 +54,7 @@ def healthz():
 def readyz():
     """Answer 200 when the database exists, opens, has our schema and runs in WAL mode."""
     store = get_store()
-    if not store.path.is_file():
+    if not store.path.exists():
         return not_ready(f"database not found: {store.path}")
     try:
         status = store.status()
@@ -94,7 +94,7 @@ def metrics():
 def pipeline_facts():
     """Return ``(current change, number of changes)`` from the database, or None if unusable."""
     store = get_store()
-    if not store.path.is_file():
+    if not store.path.exists():
         return None
     try:
         return store.current(), store.count()
