@@ -77,9 +77,17 @@ def setup_cli(app) -> None:
 
 
 def setup_web(app) -> None:
-    from . import views
+    """Register the dashboard, login, change flows and JSON API (each imports its heavy parts
+    lazily, so the CLI starts fast)."""
+    from . import api, auth, changes, security, views
+    from .user_cli import user_cli
 
+    security.init_app(app)
+    auth.init_app(app)
     views.init_app(app)
+    changes.init_app(app)
+    api.init_app(app)
+    app.cli.add_command(user_cli)
 
 
 def setup_health(app) -> None:

@@ -1,0 +1,85 @@
+"""Flask-WTF forms: change, revert, login, and the history filters.
+
+Every form carries a CSRF token; ``updated_by`` is never a field (it is the logged-in operator).
+Imported only by views, inside requests: WTForms is not needed to start the CLI.
+"""
+
+from datetime import UTC, datetime
+
+from flask import current_app
+from flask_wtf import FlaskForm
+from wtforms import (
+    DateTimeLocalField,
+    IntegerField,
+    PasswordField,
+    SelectField,
+    StringField,
+    TextAreaField,
+)
+from wtforms.validators import DataRequired, InputRequired, Length, NumberRange, Optional
+from wtforms.widgets import HiddenInput
+
+from .pipelines import DESCRIPTIONS, PIPELINE_TYPES
+from .store import MAX_REASON
+
+
+class ChangeForm(FlaskForm):
+    """Switch the pipeline; ``expect_id`` is the change the form was rendered from."""
+
+    pipeline_type = SelectField(
+        "New pipeline",
+        choices=[(name, f"{name} — {DESCRIPTIONS[name]}") for name in PIPELINE_TYPES],
+        validators=[InputRequired()],
+    )
+    reason = TextAreaField("Reason", validators=[Length(max=MAX_REASON)])
+    expect_id = IntegerField(widget=HiddenInput(), validators=[InputRequired(), NumberRange(0)])
+
+    def validate_reason(self, field):
+        if current_app.config.get("REQUIRE_REASON", True) and not (field.data or "").strip():
+            from wtforms.validators import StopValidation
+
+            raise StopValidation("Say why: the reason is kept in the history.")
+
+
+class RevertForm(FlaskForm):
+    """Make an earlier change's pipeline current again, on top of ``expect_id``."""
+
+    reason = TextAreaField("Reason", validators=[Length(max=MAX_REASON)])
+    expect_id = IntegerField(widget=HiddenInput(), validators=[InputRequired(), NumberRange(0)])
+
+
+class LoginForm(FlaskForm):
+    username = StringField("Operator", validators=[DataRequired(), Length(max=200)])
+    password = PasswordField("Password", validators=[DataRequired()])
+
+
+class LogoutForm(FlaskForm):
+    """Only a CSRF token: logging out is a POST."""
+
+
+class HistoryFilterForm(FlaskForm):
+    """GET filters for /history and its exports (no CSRF: reading changes nothing)."""
+
+    class Meta:
+        csrf = False
+
+    pipeline_type = SelectField(
+        "Type", choices=[("", "any")] + [(name, name) for name in PIPELINE_TYPES], default=""
+    )
+    operator = StringField("Operator", validators=[Optional(), Length(max=200)])
+    since = DateTimeLocalField("From (UTC)", validators=[Optional()])
+    until = DateTimeLocalField("Until (UTC)", validators=[Optional()])
+    page = IntegerField(widget=HiddenInput(), default=1, validators=[Optional(), NumberRange(1)])
+
+    def filters(self) -> dict:
+        """Return the store filters these fields select (times are read as UTC)."""
+        return {
+            "pipeline_type": self.pipeline_type.data or None,
+            "updated_by": (self.operator.data or "").strip() or None,
+            "since": _utc(self.since.data),
+            "until": _utc(self.until.data),
+        }
+
+
+def _utc(moment: datetime | None) -> datetime | None:
+    return moment.replace(tzinfo=UTC) if moment else None

@@ -1,0 +1,89 @@
+"""Slow down repeated failed logins, per operator name and client address, across workers.
+
+State is one small file per (name, address) key in a directory, updated under ``flock``: every
+gunicorn worker on the host sees the same count, which a signed session cookie could not give
+(the attacker simply drops the cookie). No Flask here.
+
+Policy: ``FREE_ATTEMPTS`` failures cost nothing; each further failure locks the key for twice as
+long as the last, up to ``MAX_DELAY`` seconds. A success clears the key. If the directory cannot
+be written, counts are kept per process instead (the limit is then per worker).
+"""
+
+import fcntl
+import hashlib
+import json
+import os
+import time
+from pathlib import Path
+
+FREE_ATTEMPTS = 3
+MAX_DELAY = 300.0
+
+
+def delay_after(failures: int) -> float:
+    """Return how many seconds a key stays locked after ``failures`` consecutive failures."""
+    if failures < FREE_ATTEMPTS:
+        return 0.0
+    return min(2.0 ** (failures - FREE_ATTEMPTS), MAX_DELAY)
+
+
+class LoginThrottle:
+    """Count failures per key in ``directory``; tell how long a key must still wait."""
+
+    def __init__(self, directory, clock=time.time):
+        self.directory = Path(directory)
+        self.clock = clock
+        self._memory: dict[str, dict] = {}
+
+    def _path(self, name: str, address: str) -> Path:
+        digest = hashlib.sha256(f"{name}\0{address}".encode()).hexdigest()
+        return self.directory / digest
+
+    def _update(self, name, address, change):
+        """Apply ``change(state) -> state`` under an exclusive lock; return the new state."""
+        path = self._path(name, address)
+        try:
+            self.directory.mkdir(parents=True, exist_ok=True)
+            fd = os.open(path, os.O_RDWR | os.O_CREAT, 0o600)
+        except OSError:
+            state = change(self._memory.get(path.name, {}))
+            self._memory[path.name] = state
+            return state
+        with os.fdopen(fd, "r+") as handle:
+            fcntl.flock(handle, fcntl.LOCK_EX)
+            try:
+                state = json.loads(handle.read() or "{}")
+            except ValueError:
+                state = {}
+            state = change(state)
+            handle.seek(0)
+            handle.truncate()
+            handle.write(json.dumps(state))
+        return state
+
+    def wait_seconds(self, name: str, address: str) -> float:
+        """Return how long this key must still wait before its next attempt (0: go ahead)."""
+        path = self._path(name, address)
+        try:
+            state = json.loads(path.read_text() or "{}")
+        except FileNotFoundError:
+            state = self._memory.get(path.name, {})
+        except (OSError, ValueError):
+            state = {}
+        until = state.get("locked_until", 0.0)
+        return max(0.0, until - self.clock())
+
+    def failed(self, name: str, address: str) -> float:
+        """Record a failure; return the delay it imposes."""
+
+        def change(state):
+            failures = state.get("failures", 0) + 1
+            return {"failures": failures, "locked_until": self.clock() + delay_after(failures)}
+
+        state = self._update(name, address, change)
+        return delay_after(state["failures"])
+
+    def succeeded(self, name: str, address: str) -> None:
+        """Forget the failures of this key."""
+        self._memory.pop(self._path(name, address).name, None)
+        self._path(name, address).unlink(missing_ok=True)

@@ -1,0 +1,55 @@
+"""Which pipeline was active when: segments for the server-rendered SVG timeline. No Flask.
+
+The store answers the two questions needed (what was in force at the window's start, and which
+changes happened inside it); this module only turns them into proportional segments and ticks.
+"""
+
+from collections import namedtuple
+from datetime import datetime, timedelta
+
+WIDTH = 1000  # SVG user units; the viewBox scales it to the page
+MAX_CHANGES = 5000  # more changes than this in one window would be unreadable anyway
+
+Segment = namedtuple("Segment", "pipeline_type start end x width change")
+Tick = namedtuple("Tick", "x label")
+Timeline = namedtuple("Timeline", "name title start end segments ticks")
+
+WINDOWS = (
+    ("day", "Last 24 hours", timedelta(hours=24), timedelta(hours=6), "%H:%M"),
+    ("week", "Last 7 days", timedelta(days=7), timedelta(days=1), "%a %d"),
+)
+
+
+def _x(moment: datetime, start: datetime, span: timedelta) -> float:
+    return round(WIDTH * ((moment - start) / span), 2)
+
+
+def build(store, now: datetime, name, title, span, step, label) -> Timeline:
+    """Return the timeline of the window ``[now - span, now]``."""
+    start = now - span
+    changes = [store.active_at(start)]
+    inside = store.history(limit=MAX_CHANGES, since=start, until=now)
+    changes += [c for c in reversed(inside) if c.id != changes[0].id]
+    segments = []
+    for index, change in enumerate(changes):
+        begin = max(change.updated_at or start, start)
+        end = changes[index + 1].updated_at if index + 1 < len(changes) else now
+        end = min(max(end or begin, begin), now)
+        x = _x(begin, start, span)
+        segments.append(
+            Segment(change.pipeline_type, begin, end, x, round(_x(end, start, span) - x, 2), change)
+        )
+    first_tick = start.replace(minute=0, second=0, microsecond=0) + step
+    if step >= timedelta(days=1):
+        first_tick = first_tick.replace(hour=0)
+    ticks, moment = [], first_tick
+    while moment < now:
+        if moment > start:
+            ticks.append(Tick(_x(moment, start, span), moment.strftime(label)))
+        moment += step
+    return Timeline(name, title, start, now, segments, ticks)
+
+
+def timelines(store, now: datetime) -> list[Timeline]:
+    """Return the 24-hour and 7-day timelines ending at ``now`` (an aware UTC datetime)."""
+    return [build(store, now, *window) for window in WINDOWS]
