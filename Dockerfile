@@ -1,4 +1,4 @@
-# Pipeline Manager: the dashboard (gunicorn) and the `flask pipeline` CLI in one image.
+# Pipeline Manager: the dashboard (gunicorn) and the command line in one image.
 #   docker compose up -d                                        # serve on :8000
 #   docker compose run --rm pipeline-manager flask pipeline get  # the same image runs the CLI
 FROM python:3.11-slim
