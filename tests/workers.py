@@ -3,7 +3,7 @@
 Importable by tests (and by ``multiprocessing`` children started with *spawn*), and runnable as a
 script for the processes a test kills or drives through pipes::
 
-    python tests/workers.py hold-lock DB       # BEGIN IMMEDIATE, "locked"; stdin line → COMMIT
+    python tests/workers.py hold-lock DB [exclusive]   # BEGIN IMMEDIATE, "locked"; stdin → COMMIT
     python tests/workers.py crash-writer DB NAME SEED   # set forever; prints "ID REASON" per ack
 """
 
@@ -241,11 +241,18 @@ def pipeline_reader(db_path, barrier, stop, results):
 # -- script entry points -------------------------------------------------------------------------
 
 
-def hold_lock(db_path):
-    """Hold the write lock (as a sensor writer mid-transaction) until told on stdin."""
+def hold_lock(db_path, mode="wal"):
+    """Hold the write lock (as a sensor writer mid-transaction) until told on stdin.
+
+    ``mode="exclusive"``: keep the file in rollback-journal mode and take SQLite's EXCLUSIVE
+    lock, as a writer committing there does; then even readers must wait.
+    """
     conn = sqlite3.connect(db_path, isolation_level=None)
-    conn.execute("PRAGMA journal_mode=WAL")
-    conn.execute("BEGIN IMMEDIATE")
+    if mode == "exclusive":
+        conn.execute("BEGIN EXCLUSIVE")
+    else:
+        conn.execute("PRAGMA journal_mode=WAL")
+        conn.execute("BEGIN IMMEDIATE")
     conn.execute(SENSOR_INSERT, ("holder", 1.0))
     print("locked", flush=True)
     command = sys.stdin.readline().strip() or "commit"

@@ -279,7 +279,9 @@ class PipelineStore:
             check_same_thread=False,
         )
         try:
-            self._check_schema(conn)  # before WAL: a foreign database must not be altered
+            # Before WAL (a foreign database must not be altered); retried like the rest, as a
+            # file still in rollback-journal mode refuses readers while another process commits.
+            self._retry(lambda: self._check_schema(conn))
             self._retry(lambda: self._use_wal(conn))
             conn.execute("PRAGMA synchronous=FULL")  # a reported change survives power loss
         except BaseException:
@@ -478,7 +480,7 @@ class PipelineStore:
             ).fetchall()[0][0]
             return {"journal_mode": mode, "table_exists": bool(tables)}
 
-        return self._guard(probe)
+        return self._guard(lambda: self._retry(probe))
 
     # -- writes ----------------------------------------------------------------------------
 
