@@ -39,15 +39,15 @@ class LiveServer:
         self.process = None
 
     def start(self, timeout=30.0):
-        log = self.log_path.open("wb")
-        self.process = subprocess.Popen(
-            [sys.executable, *GUNICORN_ARGS],
-            cwd=ROOT,
-            env=self.env,
-            stdout=log,
-            stderr=subprocess.STDOUT,
-            start_new_session=True,
-        )
+        with self.log_path.open("wb") as log:  # the child keeps its own copy of the descriptor
+            self.process = subprocess.Popen(
+                [sys.executable, *GUNICORN_ARGS],
+                cwd=ROOT,
+                env=self.env,
+                stdout=log,
+                stderr=subprocess.STDOUT,
+                start_new_session=True,
+            )
         deadline = time.monotonic() + timeout
         # Wait until /healthz answers (the event we need), or the process dies.
         while time.monotonic() < deadline:
