@@ -72,3 +72,21 @@ def pytest_runtest_makereport(item, call):
         report.outcome = "failed"
         report.longrepr = f"browser test skipped under CI=true, which counts as a failure: {reason}"
     return report
+
+
+@pytest.fixture
+def web_app(db_path, tmp_path, monkeypatch):
+    """The app with operators alice and bob (a bcrypt users file), CSRF off: tests/weblib.py."""
+    from weblib import make_app
+
+    return make_app(db_path, tmp_path, monkeypatch)
+
+
+@pytest.fixture
+def operator(web_app):
+    """A test client of ``web_app`` logged in as alice."""
+    from weblib import log_in
+
+    client = web_app.test_client()
+    assert log_in(client).status_code == 302
+    return client

@@ -16,6 +16,7 @@ from .views import dashboard
 bp = Blueprint("changes", __name__)
 
 
+@bp.before_request
 def refuse_anonymous():
     """Refuse writes (403) from anyone who is not a logged-in operator."""
     if request.method != "POST" or current_operator():
@@ -133,5 +134,4 @@ def apply_revert(change_id):
 
 
 def init_app(app) -> None:
-    bp.before_request(refuse_anonymous)
     app.register_blueprint(bp)

@@ -12,6 +12,7 @@ from wtforms import (
     DateTimeLocalField,
     IntegerField,
     PasswordField,
+    SelectChoice,
     SelectField,
     StringField,
     TextAreaField,
@@ -28,7 +29,7 @@ class ChangeForm(FlaskForm):
 
     pipeline_type = SelectField(
         "New pipeline",
-        choices=[(name, f"{name} — {DESCRIPTIONS[name]}") for name in PIPELINE_TYPES],
+        choices=[SelectChoice(name, f"{name} — {DESCRIPTIONS[name]}") for name in PIPELINE_TYPES],
         validators=[InputRequired()],
     )
     reason = TextAreaField("Reason", validators=[Length(max=MAX_REASON)])
@@ -64,7 +65,9 @@ class HistoryFilterForm(FlaskForm):
         csrf = False
 
     pipeline_type = SelectField(
-        "Type", choices=[("", "any")] + [(name, name) for name in PIPELINE_TYPES], default=""
+        "Type",
+        choices=[SelectChoice("", "any")] + [SelectChoice(name) for name in PIPELINE_TYPES],
+        default="",
     )
     operator = StringField("Operator", validators=[Optional(), Length(max=200)])
     since = DateTimeLocalField("From (UTC)", validators=[Optional()])

@@ -28,7 +28,7 @@ def build(store, now: datetime, name, title, span, step, label) -> Timeline:
     """Return the timeline of the window ``[now - span, now]``."""
     start = now - span
     changes = [store.active_at(start)]
-    inside = store.history(limit=MAX_CHANGES, since=start, until=now)
+    inside = store.history(limit=MAX_CHANGES, since=start)  # "until now" would drop this second
     changes += [c for c in reversed(inside) if c.id != changes[0].id]
     segments = []
     for index, change in enumerate(changes):
