@@ -66,9 +66,9 @@ class LoginThrottle:
         path = self._path(name, address)
         try:
             state = json.loads(path.read_text() or "{}")
-        except FileNotFoundError:
+        except OSError:  # no failures on file (or no directory: see the memory fallback)
             state = self._memory.get(path.name, {})
-        except (OSError, ValueError):
+        except ValueError:
             state = {}
         until = state.get("locked_until", 0.0)
         return max(0.0, until - self.clock())
