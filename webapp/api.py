@@ -99,10 +99,10 @@ def set_pipeline():
     if not isinstance(body, dict) or "pipeline_type" not in body:
         raise InvalidInput('body must be a JSON object like {"pipeline_type": "filtered"}')
     reason = body.get("reason")
-    if current_app.config.get("REQUIRE_REASON") and not (
-        isinstance(reason, str) and reason.strip()
-    ):
-        raise InvalidInput("reason is required")
+    if reason is not None and not isinstance(reason, str):
+        raise InvalidInput("reason must be text")
+    if current_app.config.get("REQUIRE_REASON") and not (reason or "").strip():
+        raise InvalidInput("reason is required (PIPELINE_REQUIRE_REASON=1)")
     expect_id = if_match_version()
     precondition = expect_id is not None  # If-Match: HTTP's own compare-and-set, 412 when stale
     if not precondition:
