@@ -60,6 +60,16 @@ def test_unchanged_poll_is_an_empty_204(operator, db_path):
     assert header_bytes < 700, response.headers
 
 
+def test_poll_sees_a_change_committed_elsewhere_after_an_idle_answer(operator, db_path):
+    first = set_by(db_path, "schematized")
+    for _ in range(3):  # the poll's warm connection must not keep an old snapshot
+        assert operator.get(f"/poll?since={first.id}", headers=HX).status_code == 204
+    second = set_by(db_path, "filtered")
+    response = operator.get(f"/poll?since={first.id}", headers=HX)
+    assert response.status_code == 200 and f'data-change-id="{second.id}"' in html(response)
+    assert operator.get(f"/poll?since={second.id}", headers=HX).status_code == 204
+
+
 def test_poll_on_a_never_set_database_is_204_at_zero(operator):
     assert operator.get("/poll?since=0").status_code == 204
 

@@ -10,6 +10,7 @@ from .db import get_store
 from .errors import InvalidInput, PipelineError
 from .fragments import render, wants_fragment
 from .pipelines import DESCRIPTIONS
+from .warm import current_change
 
 bp = Blueprint("dashboard", __name__)
 
@@ -80,10 +81,10 @@ def index():
 def poll():
     """Answer 204 while the newest change is still ``since``; else the updated fragments."""
     since = request.args.get("since", type=int)
-    store = get_store()
-    current = store.current()
+    current = current_change()
     if since is not None and current.version == since:
         return "", 204
+    store = get_store()
     who = current.updated_by or "an unknown operator"
     announce = f"Pipeline changed to {current.pipeline_type} by {who}"
     response = current_app.make_response(
@@ -182,8 +183,10 @@ def page_globals() -> dict:
 
 
 def init_app(app) -> None:
+    from . import warm
     from .timefmt import ago, iso
 
+    warm.init_app(app)
     app.register_blueprint(bp)
     app.context_processor(page_globals)
     app.register_error_handler(PipelineError, pipeline_error)
