@@ -26,7 +26,7 @@ COPY static/ static/
 
 # A fixed numeric uid, so Kubernetes' runAsNonRoot can verify it; give it the data directory.
 RUN useradd --system --uid 10001 --user-group --no-create-home --home-dir /nonexistent pipeline \
-    && mkdir -p /data && chown pipeline:pipeline /data
+    && mkdir -p /data /app/instance && chown pipeline:pipeline /data /app/instance
 USER 10001:10001
 VOLUME ["/data"]
 
