@@ -82,6 +82,7 @@ def set_password(path, name: str, password: str, rounds: int = 12) -> bool:
     name = validate_name(name)
     entry = f"{name}:{hash_password(password, rounds)}"
     path = Path(path)
+    path.parent.mkdir(parents=True, exist_ok=True)
     lines = path.read_text(encoding="utf-8").splitlines() if path.exists() else []
     kept = [line for line in lines if line.partition(":")[0].strip() != name]
     created = len(kept) == len(lines)
