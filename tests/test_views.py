@@ -312,6 +312,9 @@ def test_csrf_missing_is_400_and_nothing_written(db_path, tmp_path, monkeypatch)
     for path in ("/change", "/change/apply", "/revert/1", "/logout"):
         assert client.post(path, data=form).status_code == 400, path
     assert row_count(db_path) == 0
+    refused = client.post("/change/apply", data=form, headers=HX)
+    assert refused.status_code == 400 and "<html" not in html(refused)
+    assert "The CSRF token is missing. Reload the page and try again." in html(refused)
     token = csrf_from(html(client.get("/")))
     # htmx sends the token as a header (static/app.js); a form sends it as a field.
     assert (

@@ -1,13 +1,12 @@
-"""Dashboard pages: the live overview, its poll, history with exports, and the timeline."""
+"""Dashboard pages: the live overview and its poll; error pages. (History: history.py.)"""
 
-import io
 import json
 from datetime import UTC, datetime
 
 from flask import Blueprint, abort, current_app, render_template, request
 
 from .db import get_store
-from .errors import InvalidInput, PipelineError
+from .errors import PipelineError
 from .fragments import render, wants_fragment
 from .pipelines import DESCRIPTIONS
 from .warm import current_change
@@ -15,7 +14,6 @@ from .warm import current_change
 bp = Blueprint("dashboard", __name__)
 
 RECENT = 10
-PAGE_SIZE = 25
 HTMX_FILE = "htmx-2.0.11.min.js"
 # htmx reads this from <meta name="htmx-config">: no eval, no inline styles or scripts (CSP).
 # Refusals the operator must read (400 invalid, 403, 409 conflict, 422 form errors, 503 busy)
@@ -95,76 +93,20 @@ def poll():
     return response
 
 
-def history_query():
-    """Return (filter form, store filters) from the query string; bad values are dropped."""
-    from .forms import HistoryFilterForm
-
-    form = HistoryFilterForm(formdata=request.args)
-    valid = form.validate()
-    return form, (form.filters() if valid else {}), valid
-
-
-@bp.get("/history")
-def history():
-    """List every change, newest first, filtered by type, operator and time range."""
-    store = get_store()
-    form, filters, valid = history_query()
-    page = max(request.args.get("page", 1, type=int), 1)
-    total = store.count(**filters)
-    changes = store.history(limit=PAGE_SIZE, offset=(page - 1) * PAGE_SIZE, **filters)
-    args = {k: v for k, v in request.args.items() if k != "page" and v}
-    context = {
-        "form": form,
-        "changes": changes,
-        "current": store.current(),
-        "page": page,
-        "pages": max((total + PAGE_SIZE - 1) // PAGE_SIZE, 1),
-        "total": total,
-        "args": args,
-        "operators": store.users(),
-    }
-    return render("history.html", "partials/_history.html", 200 if valid else 400, **context)
-
-
-@bp.get("/history.<any(csv, json):fmt>")
-def export(fmt):
-    """Download the filtered history as CSV or JSON (the CLI's records)."""
-    store = get_store()
-    form, filters, valid = history_query()
-    if not valid:
-        raise InvalidInput("invalid filter: " + "; ".join(map(str, form.errors.values())))
-    changes = store.history(limit=max(store.count(**filters), 1), **filters)
-    if fmt == "json":
-        body, mimetype = json.dumps([c.to_dict() for c in changes], ensure_ascii=False), "json"
-    else:
-        from .cli import write_csv
-
-        buffer = io.StringIO()
-        write_csv(changes, buffer)
-        body, mimetype = buffer.getvalue(), "csv"
-    response = current_app.response_class(body, mimetype=f"application/{mimetype}")
-    if fmt == "csv":
-        response.mimetype = "text/csv"
-    response.headers["Content-Disposition"] = f"attachment; filename=pipeline-history.{fmt}"
-    return response
-
-
-@bp.get("/timeline")
-def timeline():
-    """Show which pipeline was active over the last 24 hours and 7 days."""
-    from .timeline import timelines
-
-    store = get_store()
-    context = {"timelines": timelines(store, datetime.now(UTC)), "current": store.current()}
-    return render("timeline.html", "partials/_timeline.html", **context)
+def show_error(message: str, status: int):
+    if wants_fragment():
+        return render_template("partials/_error.html", message=message), status
+    return render_template("error.html", message=message), status
 
 
 def pipeline_error(error: PipelineError):
     """Show an error an operator can act on: one line, no traceback."""
-    status = error.http_status
-    if wants_fragment():
-        return render_template("partials/_error.html", message=str(error)), status
-    return render_template("error.html", message=str(error)), status
+    return show_error(str(error), error.http_status)
+
+
+def bad_request(error):
+    """Explain a refused request (most often a missing or expired CSRF token) in one line."""
+    return show_error(f"{error.description} Reload the page and try again.", 400)
 
 
 def page_globals() -> dict:
@@ -183,11 +125,12 @@ def page_globals() -> dict:
 
 
 def init_app(app) -> None:
-    from . import warm
+    from . import history, warm  # noqa: F401 (history adds its routes to bp)
     from .timefmt import ago, iso
 
     warm.init_app(app)
     app.register_blueprint(bp)
     app.context_processor(page_globals)
     app.register_error_handler(PipelineError, pipeline_error)
+    app.register_error_handler(400, bad_request)
     app.jinja_env.filters.update(ago=ago, iso=iso)
