@@ -197,13 +197,17 @@ def contention_writer(db_path, name, sets, seed, barrier, results):
     results.put(("writer", name, acks, error))
 
 
-def sensor_writer(db_path, barrier, stop, results):
-    """Insert sensor readings, a few per transaction, until ``stop`` is set."""
+def sensor_writer(db_path, barrier, stop, results, pause=0.002):
+    """Insert sensor readings, a few per transaction, every ``pause`` seconds until ``stop``.
+
+    A writer that retakes the lock the instant it commits (``pause=0``) starves every other
+    writer whatever their backoff; real sensor writers pause between batches.
+    """
     inserted, error = 0, None
     try:
         conn = sqlite3.connect(db_path, timeout=30, isolation_level=None)
         barrier.wait(timeout=120)
-        while not stop.is_set():
+        while not stop.wait(pause):
             conn.execute("BEGIN IMMEDIATE")
             for n in range(5):
                 conn.execute(SENSOR_INSERT, (f"s-{n}", random.random()))
