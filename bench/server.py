@@ -1,7 +1,7 @@
 """Benchmark the app under gunicorn with wrk: pages and polls next to a bare endpoint.
 
     apt-get install -y wrk
-    .venv/bin/python bench/server.py [--duration 10] [--connections 4] [--workers 2]
+    .venv/bin/python bench/server.py [--duration 5] [--rounds 3] [--connections 4] [--workers 2]
 
 Starts gunicorn exactly as the image does (tests/live.py) on a temporary sensor database with a
 few changes, then for each endpoint runs ``wrk --latency`` and reports requests/s, average and
@@ -15,9 +15,11 @@ import re
 import shutil
 import socket
 import sqlite3
+import statistics
 import subprocess
 import sys
 import tempfile
+import time
 from pathlib import Path
 
 ROOT = Path(__file__).resolve().parent.parent
@@ -46,8 +48,26 @@ def make_database(folder: Path) -> tuple[Path, int]:
 
 
 def worker_pids(master_pid: int) -> list[int]:
-    children = Path(f"/proc/{master_pid}/task/{master_pid}/children").read_text().split()
-    return [int(pid) for pid in children]
+    """Return the master's children, from each process's parent id in /proc."""
+    pids = []
+    for entry in Path("/proc").iterdir():
+        try:
+            fields = (entry / "stat").read_text().rsplit(")", 1)[1].split()
+        except (OSError, IndexError):
+            continue  # not a process, or gone meanwhile
+        if entry.name.isdigit() and int(fields[1]) == master_pid:
+            pids.append(int(entry.name))
+    return sorted(pids)
+
+
+def all_workers(master_pid: int, count: int, timeout=30.0) -> list[int]:
+    """Return the worker pids once all ``count`` have forked (the first answers before the last)."""
+    deadline = time.monotonic() + timeout
+    while len(pids := worker_pids(master_pid)) < count:
+        if time.monotonic() > deadline:
+            sys.exit(f"only {len(pids)} of {count} workers started")
+        time.sleep(0.05)
+    return pids
 
 
 def cpu_seconds(pids) -> float:
@@ -101,9 +121,24 @@ def run_wrk(url, headers, args) -> str:
     return subprocess.run([*command, url], capture_output=True, text=True, check=True).stdout
 
 
+ENDPOINTS = {  # key: (label, path, headers); {newest} is the newest change id
+    "page": ("dashboard page `GET /`", "/", {}),
+    "poll": ("poll, unchanged `GET /poll?since=N`", "/poll?since={newest}", {"HX-Request": "true"}),
+    "api": ("API `GET /api/pipeline`", "/api/pipeline", {}),
+    "api304": (
+        "API, unchanged (`If-None-Match`)",
+        "/api/pipeline",
+        {"If-None-Match": '"{newest}"'},
+    ),
+    "metrics": ("metrics `GET /metrics`", "/metrics", {}),
+    "bare": ("bare `GET /healthz`", "/healthz", {}),
+}
+
+
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
-    parser.add_argument("--duration", type=int, default=10, help="seconds per endpoint")
+    parser.add_argument("--duration", type=int, default=5, help="seconds per endpoint and round")
+    parser.add_argument("--rounds", type=int, default=3, help="interleaved rounds (medians kept)")
     parser.add_argument("--connections", type=int, default=4)
     parser.add_argument("--threads", type=int, default=2)
     parser.add_argument("--workers", type=int, default=2)
@@ -113,51 +148,61 @@ def main() -> None:
 
     folder = Path(tempfile.mkdtemp(prefix="pipeline-bench-"))
     db_path, newest = make_database(folder)
-    endpoints = [
-        ("dashboard page  GET /", "/", {}),
-        ("poll, unchanged GET /poll?since=N", f"/poll?since={newest}", {"HX-Request": "true"}),
-        ("API             GET /api/pipeline", "/api/pipeline", {}),
-        ("API, unchanged  If-None-Match", "/api/pipeline", {"If-None-Match": f'"{newest}"'}),
-        ("metrics         GET /metrics", "/metrics", {}),
-        ("bare            GET /healthz", "/healthz", {}),
-    ]
+    endpoints = {
+        key: (label, path.format(newest=newest), {k: v.format(newest=newest) for k, v in h.items()})
+        for key, (label, path, h) in ENDPOINTS.items()
+    }
     # Access logs would measure the log pipe, not the app: keep gunicorn otherwise as configured.
     env = {"GUNICORN_CMD_ARGS": "--access-logfile /dev/null"}
-    results = {}
+    runs = {key: [] for key in endpoints}
     with LiveServer(db_path, workers=args.workers, env=env) as server:
-        pids = worker_pids(server.process.pid)
+        pids = all_workers(server.process.pid, args.workers)
+        warm_up = argparse.Namespace(**{**vars(args), "duration": 1})
+        for _, path, headers in endpoints.values():
+            run_wrk(server.url + path, headers, warm_up)
         rss_before = {pid: rss_mib(pid) for pid in pids}
-        for name, path, headers in endpoints:
-            size = wire_bytes(server.port, path, headers)
-            run_wrk(server.url + path, headers, argparse.Namespace(**{**vars(args), "duration": 1}))
-            cpu = cpu_seconds(pids)
-            stats = parse_wrk(run_wrk(server.url + path, headers, args))
-            stats["cpu_ms"] = (cpu_seconds(pids) - cpu) * 1000 / max(stats["requests"], 1)
-            stats["bytes"] = size
-            results[name] = stats
+        sizes = {key: wire_bytes(server.port, path, h) for key, (_, path, h) in endpoints.items()}
+        # Interleaved rounds: a neighbour's load spike hits every endpoint, not only one.
+        for _ in range(args.rounds):
+            for key, (_, path, headers) in endpoints.items():
+                cpu = cpu_seconds(pids)
+                stats = parse_wrk(run_wrk(server.url + path, headers, args))
+                stats["cpu_ms"] = (cpu_seconds(pids) - cpu) * 1000 / max(stats["requests"], 1)
+                runs[key].append(stats)
         rss_after = {pid: rss_mib(pid) for pid in pids}
-        assert pids == worker_pids(server.process.pid), "a worker restarted during the run"
+        now = worker_pids(server.process.pid)
+        if now != pids:  # a restarted worker would make the CPU and RSS figures meaningless
+            sys.exit(f"workers changed {pids} -> {now}:\n{server.log()[-3000:]}")
     shutil.rmtree(folder, ignore_errors=True)
-    report(results, args, rss_before, rss_after)
+    medians = {
+        key: {field: statistics.median(run[field] for run in results) for field in results[0]}
+        for key, results in runs.items()
+    }
+    report(endpoints, medians, sizes, args, rss_before, rss_after)
 
 
-def report(results, args, rss_before, rss_after) -> None:
+def report(endpoints, medians, sizes, args, rss_before, rss_after) -> None:
     print(
         f"gunicorn sync, {args.workers} workers; wrk -t{args.threads} -c{args.connections} "
-        f"-d{args.duration}s --latency; {os.cpu_count()} CPUs shared by wrk and gunicorn\n"
+        f"-d{args.duration}s --latency; median of {args.rounds} interleaved rounds; "
+        f"{os.cpu_count()} CPUs shared by wrk and gunicorn\n"
     )
     print("| endpoint | req/s | avg ms | p99 ms | worker CPU ms/req | bytes/answer | non-2xx/3xx |")
     print("|---|---:|---:|---:|---:|---:|---:|")
-    for name, s in results.items():
+    for key, (label, _, _) in endpoints.items():
+        s = medians[key]
         print(
-            f"| {name} | {s['rate']:.0f} | {s['avg_ms']:.2f} | {s['p99_ms']:.2f} | "
-            f"{s['cpu_ms']:.2f} | {s['bytes']} | {s['errors']} |"
+            f"| {label} | {s['rate']:.0f} | {s['avg_ms']:.2f} | {s['p99_ms']:.2f} | "
+            f"{s['cpu_ms']:.2f} | {sizes[key]} | {s['errors']:.0f} |"
         )
-    bare = results["bare            GET /healthz"]["rate"]
-    poll = results["poll, unchanged GET /poll?since=N"]["rate"]
-    print(f"\npoll/bare requests/s ratio: {poll / bare:.2f} (target >= 0.7)")
+    poll, bare = medians["poll"], medians["bare"]
+    print(f"\npoll/bare requests/s: {poll['rate'] / bare['rate']:.2f} (target >= 0.7)")
+    print(f"bare/poll worker CPU per request: {bare['cpu_ms'] / poll['cpu_ms']:.2f}")
     for pid in rss_before:
-        print(f"worker {pid} RSS: {rss_before[pid]:.1f} MiB before, {rss_after[pid]:.1f} MiB after")
+        print(
+            f"worker {pid} RSS: {rss_before[pid]:.1f} MiB after warm-up, "
+            f"{rss_after[pid]:.1f} MiB at the end"
+        )
 
 
 if __name__ == "__main__":
