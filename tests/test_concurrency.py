@@ -221,7 +221,9 @@ def test_first_connection_waits_while_a_rollback_journal_file_is_locked(db_path)
     assert "error" not in outcome, outcome.get("error")
     assert outcome["result"].changed
     assert [row[1] for row in pipeline_rows(db_path)] == ["filtered"]
-    assert sqlite3.connect(db_path).execute("PRAGMA journal_mode").fetchall() == [("wal",)]
+    conn = sqlite3.connect(db_path)
+    assert conn.execute("PRAGMA journal_mode").fetchall() == [("wal",)]
+    conn.close()
 
 
 def test_cli_set_waits_for_the_lock_within_the_budget(db_path):
