@@ -45,7 +45,7 @@ document.addEventListener('securitypolicyviolation', (event) => {
 # report of the failed request. Tolerated only inside ``BrowserProblems.tolerating``.
 SERVER_DOWN = re.compile(
     r"net::ERR_(CONNECTION_REFUSED|CONNECTION_RESET|EMPTY_RESPONSE|CONNECTION_CLOSED)"
-    r"|htmx:sendError"
+    r"|htmx:(sendError|afterRequest)"
 )
 
 
