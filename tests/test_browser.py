@@ -219,9 +219,12 @@ def test_cli_change_appears_live_and_keeps_a_half_typed_reason(sessions, server)
     reason = page.locator("#change-form textarea[name=reason]")
     reason.click()
     reason.press_sequentially("half-typed: the uploader")
+    page.evaluate("window.scrollTo(0, 120)")
+    scrolled = page.evaluate("window.scrollY")
     wait_for_polls(page, rounds=2)  # polls that find nothing new leave the page alone
     expect(reason).to_have_value("half-typed: the uploader")
     expect(reason).to_be_focused()
+    assert scrolled > 0 and page.evaluate("window.scrollY") == scrolled
 
     run_cli(server, "set", target, "--by", "cli-op", "--reason", "nightly re-run")
     deadline = time.monotonic() + WITHIN_ONE_POLL_MS / 1000
