@@ -1,6 +1,9 @@
 """Dashboard views with the test client: pages, fragments, polling, changes, reverts, escaping."""
 
 import re
+import subprocess
+import sys
+from pathlib import Path
 
 import pytest
 from weblib import csrf_from, log_in, make_app
@@ -68,6 +71,30 @@ def test_poll_sees_a_change_committed_elsewhere_after_an_idle_answer(operator, d
     response = operator.get(f"/poll?since={first.id}", headers=HX)
     assert response.status_code == 200 and f'data-change-id="{second.id}"' in html(response)
     assert operator.get(f"/poll?since={second.id}", headers=HX).status_code == 204
+
+
+# Another process (an operator's shell) that sets the pipeline and closes its connection.
+SET_ELSEWHERE = """
+import sys
+from webapp.store import PipelineStore
+with PipelineStore(sys.argv[1]) as store:
+    print(store.set("aggregated", updated_by="shell", source="cli").change.id)
+"""
+
+
+def test_warm_poll_connection_keeps_its_locks_while_pages_open_stores(operator, db_path):
+    first = set_by(db_path, "schematized")
+    assert operator.get(f"/poll?since={first.id}").status_code == 204  # warm connection open
+    assert operator.get("/").status_code == 200  # a per-request store opens and closes
+    # If that open had dropped this process's locks (closing any descriptor of the file does),
+    # the other process would think itself the last user and delete the WAL under the poll.
+    result = subprocess.run(
+        [sys.executable, "-c", SET_ELSEWHERE, str(db_path)], capture_output=True, text=True
+    )
+    assert result.returncode == 0, result.stderr
+    assert Path(f"{db_path}-wal").exists() and Path(f"{db_path}-shm").exists()
+    response = operator.get(f"/poll?since={first.id}")
+    assert f'data-change-id="{result.stdout.strip()}"' in html(response)
 
 
 def test_poll_on_a_never_set_database_is_204_at_zero(operator):

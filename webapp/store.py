@@ -16,7 +16,7 @@ import os
 import sqlite3
 import threading
 import time
-from collections import namedtuple
+from collections import Counter, namedtuple
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
 from pathlib import Path
@@ -59,6 +59,24 @@ _stat_listeners = []
 AUDIT_LOG = logging.getLogger("pipeline.audit")
 
 ActivePipeline = namedtuple("ActivePipeline", "pipeline_type bucket")
+
+# Closing *any* descriptor of a file drops every POSIX lock this process holds on it, SQLite's
+# included ("How To Corrupt An SQLite Database File", 2.2): another process may then take the
+# file for its own and delete the WAL and shared memory under a live connection ("disk I/O
+# error"). So Python reads the header only while no connection of this process has the file
+# open; while one has, SQLite already vouches for it. Keyed by (device, inode).
+_OPEN_FILES: Counter = Counter()
+_OPEN_FILES_LOCK = threading.RLock()
+
+
+def _file_key(path: Path) -> tuple[int, int]:
+    stat = path.stat()
+    return stat.st_dev, stat.st_ino
+
+
+def _read_header(path: Path) -> bytes:
+    with path.open("rb") as handle:
+        return handle.read(len(SQLITE_HEADER))
 
 
 @dataclass(frozen=True)
@@ -235,6 +253,10 @@ class PipelineStore:
         if self._conn is not None:
             self._conn.close()
             self._conn = None
+            with _OPEN_FILES_LOCK:
+                _OPEN_FILES[self._file_key] -= 1
+                if _OPEN_FILES[self._file_key] <= 0:
+                    del _OPEN_FILES[self._file_key]
 
     def __enter__(self):
         return self
@@ -256,8 +278,7 @@ class PipelineStore:
                 raise DatabaseUnusable(f"database folder is not writable: {path.parent}")
             return
         try:
-            with path.open("rb") as handle:
-                header = handle.read(len(SQLITE_HEADER))
+            header = b"" if _file_key(path) in _OPEN_FILES else _read_header(path)
         except OSError as error:
             raise DatabaseUnusable(f"database is not readable: {path} ({error.strerror})") from None
         if header and header != SQLITE_HEADER:
@@ -269,6 +290,15 @@ class PipelineStore:
             raise DatabaseUnusable(f"database folder is not writable (WAL needs it): {path.parent}")
 
     def _open(self) -> sqlite3.Connection:
+        # Held while checking and opening, so no thread reads the header with Python while
+        # another thread of this process is opening its connection (see _OPEN_FILES).
+        with _OPEN_FILES_LOCK:
+            conn = self._connect()
+            self._file_key = _file_key(self.path)
+            _OPEN_FILES[self._file_key] += 1
+        return conn
+
+    def _connect(self) -> sqlite3.Connection:
         self._check_file()
         mode = "rwc" if self.create else "rw"
         conn = sqlite3.connect(
