@@ -8,6 +8,7 @@ import pytest
 from weblib import PASSWORDS, log_in, make_app
 
 from webapp.store import PipelineStore
+from webapp.throttle import FREE_ATTEMPTS
 
 
 def basic(name="alice", password=None):
@@ -88,6 +89,18 @@ def test_post_without_valid_credentials_is_401(api, db_path, headers):
     assert "error" in response.get_json()
     with PipelineStore(db_path) as store:
         assert store.count() == 0
+
+
+def test_repeated_wrong_basic_credentials_are_slowed_down(api, db_path):
+    for _ in range(FREE_ATTEMPTS):
+        assert (
+            post(api, {"pipeline_type": "raw", "reason": "r"}, basic("alice", "no")).status_code
+            == 401
+        )
+    locked = post(api, {"pipeline_type": "raw", "reason": "r"})  # right password, too soon
+    assert locked.status_code == 401
+    assert "too many failed logins" in locked.get_json()["error"]
+    assert post(api, {"pipeline_type": "raw", "reason": "r"}, name="bob").status_code == 200
 
 
 def test_session_cookie_does_not_authenticate_the_api(db_path, tmp_path, monkeypatch):

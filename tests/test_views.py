@@ -52,6 +52,8 @@ def test_fragment_for_htmx_full_page_otherwise(operator):
     assert html(operator.get("/change")).startswith("<!doctype html>")
     history = html(operator.get("/history", headers=HX))
     assert history.lstrip().startswith('<section id="history-results"')
+    restore = operator.get("/history", headers={**HX, "HX-History-Restore-Request": "true"})
+    assert html(restore).startswith("<!doctype html>")
 
 
 def test_unchanged_poll_is_an_empty_204(operator, db_path):

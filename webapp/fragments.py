@@ -11,7 +11,9 @@ from flask import render_template, request
 def wants_fragment() -> bool:
     """Return True for an htmx request that swaps part of the page (not a boosted navigation)."""
     headers = request.headers
-    return headers.get("HX-Request") == "true" and headers.get("HX-Boosted") != "true"
+    # A history restore (back button after hx-push-url, cache missed) needs the whole page too.
+    whole_page = "true" in (headers.get("HX-Boosted"), headers.get("HX-History-Restore-Request"))
+    return headers.get("HX-Request") == "true" and not whole_page
 
 
 def render(page_template: str, fragment_template: str, status: int = 200, **context):
