@@ -52,4 +52,5 @@ def build(store, now: datetime, name, title, span, step, label) -> Timeline:
 
 def timelines(store, now: datetime) -> list[Timeline]:
     """Return the 24-hour and 7-day timelines ending at ``now`` (an aware UTC datetime)."""
+    now = now.replace(microsecond=0)  # whole seconds: what the table stores and shows
     return [build(store, now, *window) for window in WINDOWS]
