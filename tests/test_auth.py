@@ -145,3 +145,15 @@ def test_user_add_refuses_bad_input(runner, tmp_path):
     nowhere = runner.invoke(args=["user", "add", "eve", "--password-stdin"], input="pw\n")
     assert nowhere.exit_code == 2 and "PIPELINE_USERS_FILE" in nowhere.output
     assert not (tmp_path / "users").exists()
+
+
+def test_cached_verification_forgets_a_changed_password(tmp_path):
+    users = tmp_path / "users"
+    accounts.set_password(users, "carol", "old-pass", rounds=4)
+    assert accounts.verify_cached(users, "carol", "old-pass")
+    assert accounts.verify_cached(users, "carol", "old-pass")  # from the cache
+    assert not accounts.verify_cached(users, "carol", "wrong")
+    accounts.set_password(users, "carol", "new-pass", rounds=4)
+    assert not accounts.verify_cached(users, "carol", "old-pass")
+    assert accounts.verify_cached(users, "carol", "new-pass")
+    assert not accounts.verify_cached(users, "nobody", "new-pass")

@@ -4,8 +4,11 @@ No Flask here. bcrypt is imported inside the functions that hash or check, so im
 module (and starting the CLI) stays cheap.
 """
 
+import hmac
 import os
+import secrets
 import tempfile
+import time
 from pathlib import Path
 
 from .errors import InvalidInput
@@ -17,6 +20,8 @@ BCRYPT_PREFIXES = ("$2y$", "$2b$", "$2a$")
 _DUMMY_HASH = b"$2b$12$8a.bCPYuQRnGfWHoNWjZjeKAY8oe2/R0xG1L/YCJQsUeu9So9ZzVe"
 
 _cache: dict[str, tuple[tuple[int, int], dict[str, str]]] = {}
+_verified: dict[bytes, float] = {}  # keyed digest of a checked login -> valid until (monotonic)
+_CACHE_KEY = secrets.token_bytes(32)
 
 
 def validate_name(name: str) -> str:
@@ -63,6 +68,28 @@ def verify(path, name: str, password: str) -> bool:
     except ValueError:  # a malformed hash in the file
         return False
     return matches and hashed is not None
+
+
+def verify_cached(path, name: str, password: str, ttl: float = 60.0) -> bool:
+    """Like :func:`verify`, remembering a success for ``ttl`` seconds.
+
+    HTTP Basic sends the password with every API call, and a bcrypt check costs a quarter of a
+    second by design. Only successes are kept, as a keyed digest that also covers the stored hash
+    (a changed password or a removed account misses at once), never the password itself.
+    """
+    hashed = load(path).get(name)
+    if hashed is None:
+        return verify(path, name, password)  # same cost as a known name: no timing hint
+    key = hmac.new(_CACHE_KEY, f"{name}\0{password}\0{hashed}".encode(), "sha256").digest()
+    now = time.monotonic()
+    if _verified.get(key, 0.0) > now:
+        return True
+    if not verify(path, name, password):
+        return False
+    if len(_verified) > 1000:
+        _verified.clear()
+    _verified[key] = now + ttl
+    return True
 
 
 def hash_password(password: str, rounds: int = 12) -> str:

@@ -40,7 +40,7 @@ def basic_operator() -> str:
     wait = throttle().wait_seconds(auth.username, address)
     if wait > 0:
         raise Unauthorized(f"too many failed logins: try again in {wait:.0f} s")
-    if not accounts.verify(users_file(), auth.username, auth.password or ""):
+    if not accounts.verify_cached(users_file(), auth.username, auth.password or ""):
         throttle().failed(auth.username, address)
         raise Unauthorized("unknown operator or wrong password")
     throttle().succeeded(auth.username, address)
@@ -49,6 +49,7 @@ def basic_operator() -> str:
 
 @bp.before_request
 def require_login_to_read():
+    """Require Basic credentials for reads too when PIPELINE_READ_REQUIRES_LOGIN=1."""
     if current_app.config.get("READ_REQUIRES_LOGIN") and request.method in ("GET", "HEAD"):
         basic_operator()
 
