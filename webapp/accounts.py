@@ -19,7 +19,7 @@ BCRYPT_PREFIXES = ("$2y$", "$2b$", "$2a$")
 # Checked when the name is unknown, so a wrong name costs as long as a wrong password.
 _DUMMY_HASH = b"$2b$12$8a.bCPYuQRnGfWHoNWjZjeKAY8oe2/R0xG1L/YCJQsUeu9So9ZzVe"
 
-_cache: dict[str, tuple[tuple[int, int], dict[str, str]]] = {}
+_cache: dict[str, tuple[tuple, dict[str, str]]] = {}  # path -> (file stamp, accounts)
 _verified: dict[bytes, float] = {}  # keyed digest of a checked login -> valid until (monotonic)
 _CACHE_KEY = secrets.token_bytes(32)
 
@@ -42,7 +42,7 @@ def load(path) -> dict[str, str]:
         stat = os.stat(path)
     except OSError:
         return {}
-    key, stamp = os.fspath(path), (stat.st_mtime_ns, stat.st_size)
+    key, stamp = os.fspath(path), (stat.st_ino, stat.st_mtime_ns, stat.st_ctime_ns, stat.st_size)
     cached = _cache.get(key)
     if cached and cached[0] == stamp:
         return cached[1]
