@@ -349,3 +349,23 @@ def test_an_unreadable_or_empty_secret_key_file_is_refused(tmp_path, content):
         secret.write_text(content)
     with pytest.raises(InvalidInput, match="PIPELINE_SECRET_KEY_FILE"):
         load_settings({"PIPELINE_SECRET_KEY_FILE": str(secret)})
+
+
+def test_a_bad_secret_key_file_is_one_error_line_under_the_cli(db_path, tmp_path):
+    env = {
+        **{key: value for key, value in os.environ.items() if not key.startswith("PIPELINE_")},
+        "PIPELINE_DB": str(db_path),
+        "PIPELINE_SECRET_KEY_FILE": str(tmp_path / "missing"),
+    }
+    result = subprocess.run(
+        [sys.executable, "-m", "flask", "--app", "webapp", "pipeline", "get"],
+        cwd=ROOT,
+        env=env,
+        capture_output=True,
+        text=True,
+    )
+    assert result.returncode == 2
+    assert result.stderr.strip().splitlines() == [
+        f"Error: PIPELINE_SECRET_KEY_FILE: cannot read {tmp_path / 'missing'} "
+        "(No such file or directory)"
+    ]

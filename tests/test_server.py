@@ -307,3 +307,10 @@ def test_polling_clients_see_the_last_change_under_cli_and_sensor_load(db_path):
         assert not poller.errors, (poller.kind, poller.errors)
         assert not poller.is_alive() and poller.seen == target["id"], (poller.kind, poller.seen)
         assert poller.requests > 1
+
+
+def test_gunicorn_refuses_to_start_with_an_unreadable_secret_key_file(db_path, tmp_path):
+    env = {"PIPELINE_SECRET_KEY": "", "PIPELINE_SECRET_KEY_FILE": str(tmp_path / "missing")}
+    with pytest.raises(RuntimeError, match="gunicorn exited") as refused:
+        LiveServer(db_path, workers=1, env=env).start()
+    assert "PIPELINE_SECRET_KEY_FILE: cannot read" in str(refused.value)

@@ -28,7 +28,7 @@ def create_app(test_config=None) -> Flask:
         template_folder=os.path.join(ROOT, "templates"),
         static_folder=os.path.join(ROOT, "static"),
     )
-    app.config.update(load_settings(os.environ))
+    app.config.update(settings_from_environment())
     if test_config:
         app.config.update(test_config)
     setup_secret_key(app)
@@ -37,6 +37,21 @@ def create_app(test_config=None) -> Flask:
     setup_web(app)
     setup_health(app)
     return app
+
+
+def settings_from_environment() -> dict:
+    """Return the ``PIPELINE_*`` settings; a bad value is one ``Error:`` line under the CLI."""
+    from .errors import InvalidInput
+
+    try:
+        return load_settings(os.environ)
+    except InvalidInput as error:
+        if click.get_current_context(silent=True) is None:
+            raise ConfigError(str(error)) from None  # gunicorn: refuse to boot, say why
+        # flask CLI: click prints a ClickException as one line, never a traceback.
+        exception = click.ClickException(str(error))
+        exception.exit_code = error.exit_code
+        raise exception from None
 
 
 def is_development(app) -> bool:
