@@ -8,6 +8,7 @@ workers by prometheus-client's multiprocess mode (``gunicorn.conf.py`` sets it u
 """
 
 import os
+import threading
 
 from flask import Blueprint, Response
 
@@ -21,6 +22,7 @@ bp = Blueprint("health", __name__)
 # prometheus_client takes ~100 ms to import: only /metrics and contended writes pay for it, so
 # `flask pipeline get` stays fast.
 _counters = {}
+_counters_lock = threading.Lock()  # the store's listener may run in any request thread
 
 COUNTER_HELP = {
     "write_retries": "Writes retried because another process held the SQLite write lock.",
@@ -30,13 +32,14 @@ COUNTER_HELP = {
 
 def counter(name):
     """Return this process's counter for store event ``name`` (created on first use)."""
-    if name not in _counters:
-        from prometheus_client import Counter, disable_created_metrics
+    with _counters_lock:
+        if name not in _counters:
+            from prometheus_client import Counter, disable_created_metrics
 
-        disable_created_metrics()  # multiprocess mode has no _created series: same output
-        # registry=None: exported per scrape below, never through the global registry.
-        _counters[name] = Counter(f"pipeline_{name}", COUNTER_HELP[name], registry=None)
-    return _counters[name]
+            disable_created_metrics()  # multiprocess mode has no _created series: same output
+            # registry=None: exported per scrape below, never through the global registry.
+            _counters[name] = Counter(f"pipeline_{name}", COUNTER_HELP[name], registry=None)
+        return _counters[name]
 
 
 def count_store_event(name) -> None:
