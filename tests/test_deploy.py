@@ -217,6 +217,8 @@ def test_dockerfile_image_basics():
     assert not instruction("ENTRYPOINT"), "an ENTRYPOINT would prefix `docker run IMAGE flask ...`"
     env = " ".join(instruction("ENV"))
     assert "FLASK_APP=webapp" in env
+    assert set(re.findall(r"\b(PIPELINE_\w+)=", env)) <= KNOWN_ENV
+    assert "PIPELINE_DB=/data/sensor_data.db" in env  # inside the VOLUME compose mounts
     assert any("-c constraints.txt" in run for run in instruction("RUN"))
 
 
