@@ -202,6 +202,24 @@ def test_usage_errors_exit_2(runner, db_path, args):
     assert db_path.read_bytes() == before
 
 
+def test_busy_past_the_budget_exit_4_writes_nothing(db_path):
+    from webapp import create_app
+
+    app = create_app({"TESTING": True, "DB": str(db_path), "SECRET_KEY": "x", "WRITE_TIMEOUT": 0.2})
+    holder = sqlite3.connect(db_path, isolation_level=None)  # another connection holds the lock
+    holder.execute("PRAGMA journal_mode=WAL")
+    holder.execute("BEGIN IMMEDIATE")
+    try:
+        result = invoke(app.test_cli_runner(), "set", "filtered", "--by", "ops")
+    finally:
+        holder.execute("ROLLBACK")
+        holder.close()
+    assert result.exit_code == 4
+    assert_one_line_error(result.stderr, "another process held the write lock", "0.2 s")
+    assert result.stdout == ""
+    assert row_count(db_path) == 0
+
+
 # -- history -------------------------------------------------------------------------------------
 
 
