@@ -1,10 +1,13 @@
 """Operators: the htpasswd file, login and logout, throttling, and `flask user add`."""
 
+import os
+import time
+
 import bcrypt
 from weblib import PASSWORDS, csrf_from, log_in, make_app
 
 from webapp import accounts
-from webapp.throttle import FREE_ATTEMPTS, LoginThrottle, delay_after
+from webapp.throttle import FORGET_AFTER, FREE_ATTEMPTS, LoginThrottle, delay_after
 
 
 def test_login_sets_an_httponly_lax_session_and_logout_clears_it(web_app):
@@ -157,3 +160,17 @@ def test_cached_verification_forgets_a_changed_password(tmp_path):
     assert not accounts.verify_cached(users, "carol", "old-pass")
     assert accounts.verify_cached(users, "carol", "new-pass")
     assert not accounts.verify_cached(users, "nobody", "new-pass")
+
+
+def test_throttle_forgets_old_failures_and_prunes_their_files(tmp_path):
+    now = [1000.0]
+    throttle = LoginThrottle(tmp_path / "t", clock=lambda: now[0])
+    for _ in range(FREE_ATTEMPTS + 2):
+        throttle.failed("alice", "a")
+    now[0] += FORGET_AFTER
+    assert throttle.failed("alice", "a") == 0.0  # counts again from one
+    stale = tmp_path / "t" / "stale"
+    stale.write_text("{}")
+    os.utime(stale, (time.time() - FORGET_AFTER - 1,) * 2)
+    throttle.prune()
+    assert not stale.exists() and len(list((tmp_path / "t").iterdir())) == 1

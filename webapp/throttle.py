@@ -5,7 +5,8 @@ gunicorn worker on the host sees the same count, which a signed session cookie c
 (the attacker simply drops the cookie). No Flask here.
 
 Policy: ``FREE_ATTEMPTS`` failures cost nothing; each further failure locks the key for twice as
-long as the last, up to ``MAX_DELAY`` seconds. A success clears the key. If the directory cannot
+long as the last, up to ``MAX_DELAY`` seconds. A success clears the key, and so does an hour
+without failures (old files are pruned now and then). If the directory cannot
 be written, counts are kept per process instead (the limit is then per worker).
 """
 
@@ -18,6 +19,8 @@ from pathlib import Path
 
 FREE_ATTEMPTS = 3
 MAX_DELAY = 300.0
+FORGET_AFTER = 3600.0  # seconds after the last failure when a key starts again from zero
+PRUNE_EVERY = 100  # failures recorded by one process between two prunes of the directory
 
 
 def delay_after(failures: int) -> float:
@@ -34,6 +37,7 @@ class LoginThrottle:
         self.directory = Path(directory)
         self.clock = clock
         self._memory: dict[str, dict] = {}
+        self._failures_seen = 0
 
     def _path(self, name: str, address: str) -> Path:
         digest = hashlib.sha256(f"{name}\0{address}".encode()).hexdigest()
@@ -76,12 +80,33 @@ class LoginThrottle:
     def failed(self, name: str, address: str) -> float:
         """Record a failure; return the delay it imposes."""
 
+        now = self.clock()
+
         def change(state):
-            failures = state.get("failures", 0) + 1
-            return {"failures": failures, "locked_until": self.clock() + delay_after(failures)}
+            # Failures long past are forgiven: yesterday's typos do not lengthen today's wait.
+            recent = now - state.get("last", now) < FORGET_AFTER
+            failures = (state.get("failures", 0) if recent else 0) + 1
+            return {"failures": failures, "last": now, "locked_until": now + delay_after(failures)}
 
         state = self._update(name, address, change)
+        self._failures_seen += 1
+        if self._failures_seen % PRUNE_EVERY == 0:
+            self.prune()
         return delay_after(state["failures"])
+
+    def prune(self) -> None:
+        """Delete the files of keys whose last failure is forgiven (spraying names fills none)."""
+        cutoff = time.time() - FORGET_AFTER  # file times are wall-clock times
+        try:
+            entries = list(os.scandir(self.directory))
+        except OSError:
+            return
+        for entry in entries:
+            try:
+                if entry.stat().st_mtime < cutoff:
+                    os.unlink(entry.path)
+            except OSError:
+                pass  # another worker pruned it first
 
     def succeeded(self, name: str, address: str) -> None:
         """Forget the failures of this key."""
