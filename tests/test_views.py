@@ -1,6 +1,7 @@
 """Dashboard views with the test client: pages, fragments, polling, changes, reverts, escaping."""
 
 import re
+import sqlite3
 import subprocess
 import sys
 from pathlib import Path
@@ -282,8 +283,13 @@ def test_timeline_segments_follow_the_changes(operator, db_path):
     # Before the change the default (raw) was in force, then filtered up to now.
     kinds = re.findall(r'<rect class="seg seg-(\w+)"', day)
     assert kinds == ["raw", "filtered"]
-    widths = [float(w) for w in re.findall(r'<rect[^>]* width="([\d.]+)"', day)]
-    assert sum(widths) == pytest.approx(1000, abs=0.1)
+    boxes = [
+        tuple(map(float, box)) for box in re.findall(r'x="([\d.]+)" y="0" width="([\d.]+)"', day)
+    ]
+    (raw_x, raw_width), (new_x, new_width) = boxes
+    assert (raw_x, raw_width) == (0, pytest.approx(1000, abs=0.1))
+    # A change of this very second is drawn narrow but visible, at the right edge, over raw.
+    assert new_width >= 4 and new_x + new_width == pytest.approx(1000, abs=0.1)
 
 
 def test_read_only_dashboard_without_accounts_says_how_to_add_one(db_path, tmp_path, monkeypatch):
@@ -364,3 +370,31 @@ def test_database_problem_is_one_readable_line(tmp_path, monkeypatch):
     response = app.test_client().get("/")
     assert response.status_code == 503
     assert "database not found" in html(response) and "Traceback" not in html(response)
+
+
+def test_timeline_geometry_from_changes_at_known_times(db_path, store):
+    from datetime import UTC, datetime, timedelta
+
+    from webapp.timeline import timelines
+
+    store.initialize()
+    now = datetime(2026, 11, 25, 12, 0, tzinfo=UTC)
+    conn = sqlite3.connect(db_path)  # rows with chosen times: the store stamps "now"
+    for hours_ago, kind in ((30, "filtered"), (12, "aggregated"), (6, "raw")):
+        moment = (now - timedelta(hours=hours_ago)).strftime("%Y-%m-%d %H:%M:%S")
+        conn.execute(
+            "INSERT INTO pipeline_config (pipeline_type, updated_at, updated_by)"
+            " VALUES (?, ?, 'x')",
+            (kind, moment),
+        )
+    conn.commit()
+    conn.close()
+    day, week = timelines(store, now)
+    assert [(s.pipeline_type, s.x, s.width) for s in day.segments] == [
+        ("filtered", 0, 500),
+        ("aggregated", 500, 250),
+        ("raw", 750, 250),
+    ]
+    assert [tick.label for tick in day.ticks] == ["18:00", "00:00", "06:00"]
+    assert [s.pipeline_type for s in week.segments] == ["raw", "filtered", "aggregated", "raw"]
+    assert week.segments[0].change.is_default

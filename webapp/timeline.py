@@ -8,6 +8,7 @@ from collections import namedtuple
 from datetime import datetime, timedelta
 
 WIDTH = 1000  # SVG user units; the viewBox scales it to the page
+MIN_WIDTH = 4  # SVG units: about half a percent of the bar
 MAX_CHANGES = 5000  # more changes than this in one window would be unreadable anyway
 
 Segment = namedtuple("Segment", "pipeline_type start end x width change")
@@ -35,9 +36,13 @@ def build(store, now: datetime, name, title, span, step, label) -> Timeline:
         begin = max(change.updated_at or start, start)
         end = changes[index + 1].updated_at if index + 1 < len(changes) else now
         end = min(max(end or begin, begin), now)
-        x = _x(begin, start, span)
+        x, width = _x(begin, start, span), _x(end, start, span) - _x(begin, start, span)
+        # Drawn at least MIN_WIDTH wide (pulled left at the edge) so that a change of the last
+        # few minutes shows; later segments are drawn over earlier ones.
+        shown = max(width, MIN_WIDTH)
+        shown_x = min(x, WIDTH - shown)
         segments.append(
-            Segment(change.pipeline_type, begin, end, x, round(_x(end, start, span) - x, 2), change)
+            Segment(change.pipeline_type, begin, end, round(shown_x, 2), round(shown, 2), change)
         )
     first_tick = start.replace(minute=0, second=0, microsecond=0) + step
     if step >= timedelta(days=1):
