@@ -61,8 +61,8 @@ def review():
 
     store = get_store()
     if request.method == "GET":
-        form = ChangeForm(formdata=request.args, expect_id=store.current().version)
-        form.expect_id.data = store.current().version
+        form = ChangeForm(formdata=request.args)
+        form.expect_id.data = store.current().version  # always the state shown, never the URL's
         return dashboard(store, form=form)
     form = ChangeForm()
     if not form.validate():

@@ -82,11 +82,12 @@ def poll():
     current = current_change()
     if since is not None and current.version == since:
         return "", 204
-    store = get_store()
+    context = live_context(get_store())
+    current = context["current"]  # what the fragments show, even if yet another change landed
     who = current.updated_by or "an unknown operator"
-    announce = f"Pipeline changed to {current.pipeline_type} by {who}"
+    context["announce"] = f"Pipeline changed to {current.pipeline_type} by {who}"
     response = current_app.make_response(
-        render_template("partials/_live.html", oob_live=True, **live_context(store, announce))
+        render_template("partials/_live.html", oob_live=True, **context)
     )
     # app.js moves the change form's base version; the typed reason is left alone.
     response.headers["HX-Trigger"] = json.dumps({"pipeline-changed": {"id": current.version}})
