@@ -45,7 +45,7 @@ STEP_MS = 10_000  # a page load or a form post
 OPERATORS = {"alice": "alice-secret-1", "bob": "bob-secret-2"}
 VIEWPORT = {"width": 1280, "height": 900}
 SCREENSHOTS = ROOT / "docs" / "screenshots"
-REASON = "Enable anomaly filtering: <north> site sends spikes"  # markup must stay text
+REASON = "Requested by the <north> site team (ticket OPS-42)"  # markup must stay text
 
 
 def browser_test(test):
@@ -62,6 +62,7 @@ def chromium():
     executable = find_chromium()
     if executable is None:
         pytest.skip(MISSING_CHROMIUM)
+    expect.set_options(timeout=STEP_MS)  # Playwright's 5 s default is short on a loaded CI runner
     with sync_playwright() as playwright:
         browser = playwright.chromium.launch(
             executable_path=executable, headless=True, args=CHROMIUM_ARGS
