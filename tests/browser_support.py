@@ -9,7 +9,6 @@ server errors (5xx) on any request the page makes.
 import os
 import re
 import shutil
-import warnings
 from contextlib import contextmanager
 
 import bcrypt
@@ -80,18 +79,11 @@ def write_users_file(path, accounts: dict) -> None:
 
 
 class BrowserServer(LiveServer):
-    """LiveServer that can be stopped and started again on the same port (same URL)."""
+    """A LiveServer that names its database; ``stop()`` then ``start()`` keeps port and URL."""
 
     @property
     def db_path(self) -> str:
         return self.env["PIPELINE_DB"]
-
-    def start(self, timeout=30.0):
-        # LiveServer.start leaves the parent's handle on the gunicorn log to the garbage
-        # collector (gunicorn keeps its own copy); its ResourceWarning is that, nothing more.
-        with warnings.catch_warnings():
-            warnings.simplefilter("ignore", ResourceWarning)
-            return super().start(timeout)
 
 
 class BrowserProblems:
