@@ -57,4 +57,34 @@
       input.value = String(event.detail.id);
     }
   });
+
+  // Keep "how long ago" texts true between changes: unchanged polls answer 204 and leave the
+  // page alone, so the server's "just now" would otherwise stay on screen. Same wording as
+  // webapp/timefmt.py's ago().
+  var UNITS = [["day", 86400], ["hour", 3600], ["minute", 60], ["second", 1]];
+  function ago(iso) {
+    var seconds = Math.floor((Date.now() - Date.parse(iso)) / 1000);
+    if (isNaN(seconds)) {
+      return null;
+    }
+    if (seconds < 5) {
+      return "just now";
+    }
+    for (var i = 0; i < UNITS.length; i++) {
+      if (seconds >= UNITS[i][1]) {
+        var count = Math.floor(seconds / UNITS[i][1]);
+        return count + " " + UNITS[i][0] + (count !== 1 ? "s" : "") + " ago";
+      }
+    }
+    return "just now";
+  }
+  function refreshAges() {
+    document.querySelectorAll("[data-ago]").forEach(function (element) {
+      var text = ago(element.getAttribute("data-ago"));
+      if (text && element.textContent !== text) {
+        element.textContent = text;
+      }
+    });
+  }
+  window.setInterval(refreshAges, 15000);
 })();
