@@ -198,8 +198,15 @@ def test_usage_errors_exit_2(runner, db_path, args):
     result = invoke(runner, *args)
     assert result.exit_code == 2, result.output
     assert "Traceback" not in result.output
-    assert result.stderr.strip().splitlines()[-1].startswith("Error: ")
+    lines = result.stderr.strip().splitlines()
+    assert len(lines) == 1 and lines[0].startswith("Error: ") and "--help" in lines[0], lines
     assert db_path.read_bytes() == before
+
+
+def test_empty_db_path_is_refused_not_replaced_by_the_default(app):
+    result = app.test_cli_runner().invoke(args=["pipeline", "--db", "", "get"])
+    assert result.exit_code == 2
+    assert "empty path" in result.output
 
 
 def test_busy_past_the_budget_exit_4_writes_nothing(db_path):

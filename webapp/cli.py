@@ -81,7 +81,22 @@ def describe(change) -> str:
     return line
 
 
-@click.group("pipeline", cls=AppGroup)
+class OneLineUsageErrors(AppGroup):
+    """A command group whose usage errors are one ``Error:`` line (exit 2), like our own errors."""
+
+    def invoke(self, ctx):
+        try:
+            return super().invoke(ctx)
+        except click.UsageError as error:
+            # click would print the usage block and a hint above the error; operators and
+            # scripts get the one line that matters, and --help is named for the rest.
+            where = error.ctx.command_path if error.ctx else ctx.command_path
+            line = click.ClickException(f"{error.format_message()} (see: {where} --help)")
+            line.exit_code = error.exit_code
+            raise line from None
+
+
+@click.group("pipeline", cls=OneLineUsageErrors)
 @click.option(
     "--db",
     "db_path",
@@ -97,6 +112,8 @@ def pipeline_cli(ctx, db_path):
     Example:
       flask --app webapp pipeline --db /data/sensor_data.db get
     """
+    if db_path is not None and not db_path.strip():
+        raise click.UsageError("--db must name a database file (got an empty path)")
     ctx.meta["pipeline.db"] = db_path
 
 
