@@ -262,37 +262,61 @@ class Poller(threading.Thread):
             self.errors.append(repr(error))
 
 
-def test_polling_clients_see_the_last_change_under_cli_and_sensor_load(db_path):
+CLI_SETS_PER_SETTER = 20
+TYPES = ["filtered", "aggregated", "schematized", "raw"]
+
+
+def cli_setter(db_path, offset, outcomes):
+    """Change the pipeline through the real CLI, one process after another."""
+    env = workers.clean_env(PIPELINE_DB=db_path)
+    for n in range(CLI_SETS_PER_SETTER):
+        pipeline_type = TYPES[(n + offset) % 4]
+        result = workers.run_cli("set", pipeline_type, "--by", f"setter-{offset}", env=env)
+        outcomes.append((result.returncode, result.stderr))
+
+
+def api_writer(server, done, outcomes):
+    """Change the pipeline through the JSON API until the CLI setters are done."""
+    auth = "Basic " + base64.b64encode(f"{OPERATOR}:{PASSWORD}".encode()).decode()
+    n = 0
+    while not done.is_set():
+        body = {"pipeline_type": TYPES[n % 4], "reason": f"load test #{n}"}
+        status, _, text = request(
+            server.url + "/api/pipeline",
+            data=json.dumps(body).encode(),
+            headers={"Authorization": auth, "Content-Type": "application/json"},
+        )
+        outcomes.append((status, text[:200]))
+        n += 1
+
+
+def test_polling_clients_see_the_last_change_under_cli_api_and_sensor_load(db_path, tmp_path):
+    """Pollers, CLI sets, API sets and a sensor writer at once: no 5xx, everyone converges."""
     spawn = multiprocessing.get_context("spawn")
     barrier, stop, results = spawn.Barrier(2), spawn.Event(), spawn.Queue()
     sensor = spawn.Process(
         target=workers.sensor_writer, args=(str(db_path), barrier, stop, results)
     )
-    env = workers.clean_env(PIPELINE_DB=db_path)
+    users = write_users_file(tmp_path / "users.htpasswd")
     target = {"id": None}
-    types = ["filtered", "aggregated", "schematized", "raw"]
-    with LiveServer(db_path, workers=2) as server:
+    cli_outcomes, api_outcomes, done = [], [], threading.Event()
+    with LiveServer(db_path, workers=2, env={"PIPELINE_USERS_FILE": str(users)}) as server:
         sensor.start()
         barrier.wait(timeout=120)
         pollers = [Poller(server, kind, target) for kind in ["poll"] * 4 + ["api"] * 2]
-        for poller in pollers:
-            poller.start()
-
-        def setter(offset, outcomes):
-            for n in range(8):
-                result = workers.run_cli(
-                    "set", types[(n + offset) % 4], "--by", f"setter-{offset}", env=env
-                )
-                outcomes.append((result.returncode, result.stderr))
-
-        outcomes = []
-        setters = [threading.Thread(target=setter, args=(offset, outcomes)) for offset in (0, 2)]
-        for thread in setters:
+        writer = threading.Thread(target=api_writer, args=(server, done, api_outcomes))
+        setters = [
+            threading.Thread(target=cli_setter, args=(db_path, offset, cli_outcomes))
+            for offset in (0, 2)
+        ]
+        for thread in [*pollers, writer, *setters]:
             thread.start()
         for thread in setters:
-            thread.join(timeout=120)
+            thread.join(timeout=180)
+        done.set()
+        writer.join(timeout=60)
         stop.set()
-        kind, _, inserted, error = results.get(timeout=60)
+        _, _, inserted, error = results.get(timeout=60)
         sensor.join(timeout=60)
         with PipelineStore(db_path) as store:
             target["id"] = store.current().version
@@ -301,7 +325,8 @@ def test_polling_clients_see_the_last_change_under_cli_and_sensor_load(db_path):
 
     assert error is None, error
     assert inserted > 0
-    assert [code for code, _ in outcomes] == [0] * 16, outcomes
+    assert [code for code, _ in cli_outcomes] == [0] * (2 * CLI_SETS_PER_SETTER), cli_outcomes
+    assert api_outcomes and {status for status, _ in api_outcomes} == {200}, api_outcomes
     assert target["id"] > 0
     for poller in pollers:
         assert not poller.errors, (poller.kind, poller.errors)
