@@ -145,3 +145,14 @@ def test_the_cli_path_logs_the_change_too(runner, db_path, caplog):
     assert (line["who"], line["to"], line["source"]) == ("cli-user", "schematized", "cli")
     with PipelineStore(db_path) as store:
         assert line["id"] == store.current().id
+
+
+def test_probes_and_metrics_stay_open_when_reading_requires_login(db_path):
+    """Orchestrators and scrapers carry no login."""
+    app = create_app(
+        {"TESTING": True, "DB": str(db_path), "SECRET_KEY": "k", "READ_REQUIRES_LOGIN": True}
+    )
+    client = app.test_client()
+    assert client.get("/").status_code == 302  # the dashboard does require it
+    for path in ("/healthz", "/readyz", "/metrics"):
+        assert client.get(path).status_code == 200, path
