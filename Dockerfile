@@ -18,7 +18,10 @@ WORKDIR /app
 # An editable (compat) install keeps templates/ and static/ beside webapp/, where the app looks.
 COPY pyproject.toml constraints.txt README.md ./
 COPY webapp/ webapp/
-RUN pip install -c constraints.txt --config-settings editable_mode=compat -e .
+RUN pip install -c constraints.txt --config-settings editable_mode=compat -e . \
+    && python -m compileall -q webapp
+# (Bytecode compiled at build: the root filesystem is read-only at run time, and every
+# start of the command line would otherwise recompile our modules.)
 
 COPY gunicorn.conf.py ./
 COPY templates/ templates/
