@@ -4,12 +4,13 @@ import sys
 
 import click
 from flask import current_app
-from flask.cli import AppGroup
 
 from . import accounts
-from .errors import PipelineError
+from .cli import OneLineUsageErrors, reports_errors
 
-user_cli = AppGroup("user", help="Manage operator accounts (the PIPELINE_USERS_FILE htpasswd).")
+user_cli = OneLineUsageErrors(
+    "user", help="Manage operator accounts (the PIPELINE_USERS_FILE htpasswd)."
+)
 
 
 @user_cli.command("add")
@@ -21,6 +22,7 @@ user_cli = AppGroup("user", help="Manage operator accounts (the PIPELINE_USERS_F
 )
 @click.option("--password-stdin", is_flag=True, help="Read the password from one line of stdin.")
 @click.option("--rounds", type=click.IntRange(4, 16), default=12, show_default=True, hidden=True)
+@reports_errors
 def add_command(name, users_file, password_stdin, rounds):
     """Add operator NAME, or set a new password if NAME exists (bcrypt, like htpasswd -B).
 
@@ -38,10 +40,6 @@ def add_command(name, users_file, password_stdin, rounds):
         password = click.prompt("Password", hide_input=True, confirmation_prompt=True)
     try:
         created = accounts.set_password(path, name, password, rounds=rounds)
-    except PipelineError as error:
-        exception = click.ClickException(str(error))
-        exception.exit_code = error.exit_code
-        raise exception from None
     except OSError as error:
         raise click.ClickException(f"cannot write {path}: {error.strerror}") from None
     click.echo(f"{'added' if created else 'updated'} operator {name.strip()} in {path}")
