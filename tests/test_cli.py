@@ -372,6 +372,20 @@ def test_monitor_ignores_commits_to_other_tables(runner, db_path, monkeypatch):
     assert len(ticks) == 3
 
 
+def test_set_writes_one_audit_line_on_stderr_and_none_for_a_no_op(db_path):
+    args = ["--db", str(db_path), "set", "filtered", "--by", "ops", "--reason", "audit me"]
+    first = run_cli(*args)
+    assert first.returncode == 0, first.stderr
+    lines = first.stderr.strip().splitlines()
+    assert len(lines) == 1, lines
+    record = json.loads(lines[0])
+    assert record["event"] == "pipeline_change"
+    assert (record["who"], record["from"], record["to"]) == ("ops", None, "filtered")
+    assert (record["reason"], record["source"]) == ("audit me", "cli")
+    again = run_cli(*args)
+    assert again.returncode == 0 and again.stderr == ""  # nothing changed, nothing to audit
+
+
 def test_monitor_ctrl_c_exits_0_quietly(runner, monkeypatch):
     def interrupt(seconds):
         raise KeyboardInterrupt

@@ -168,7 +168,7 @@ def test_command_is_a_valid_invocation(where, args, tmp_path, monkeypatch):
         return
     assert result.exit_code == 0, f"{where}: {' '.join(args)}\n{result.output}"
     if "--json" in args:
-        record = json.loads(result.output)
+        record = json.loads(result.stdout)  # stderr holds the audit line
         assert record["pipeline_type"] in ("raw", "schematized", "filtered", "aggregated")
 
 

@@ -9,6 +9,7 @@ import csv
 import functools
 import getpass
 import json
+import logging
 import os
 import sys
 import time
@@ -54,6 +55,27 @@ def reports_errors(command):
 def cli_store():
     """Open the store on ``--db`` / ``PIPELINE_DB``, else the embedded default database."""
     return open_store(current_app, click.get_current_context().meta.get("pipeline.db"))
+
+
+@contextlib.contextmanager
+def audit_on_stderr():
+    """Write the store's audit line (one JSON line per change) to stderr while a command runs.
+
+    A Kubernetes or Bacalhau job's log then holds the same audit record the server logs, while
+    stdout stays the command's answer.
+    """
+    audit = logging.getLogger("pipeline.audit")
+    handler = logging.StreamHandler(sys.stderr)
+    saved = audit.level, audit.propagate
+    audit.addHandler(handler)
+    audit.setLevel(logging.INFO)
+    audit.propagate = False
+    try:
+        yield
+    finally:
+        audit.removeHandler(handler)
+        audit.setLevel(saved[0])
+        audit.propagate = saved[1]
 
 
 def default_operator() -> str:
@@ -164,7 +186,7 @@ def set_command(pipeline_type, updated_by, reason, expect_id, as_json):
     Example:
       flask --app webapp pipeline set filtered --by ops --reason "Enable anomaly filtering"
     """
-    with cli_store() as store:
+    with cli_store() as store, audit_on_stderr():
         result = store.set(
             pipeline_type,
             updated_by=updated_by or default_operator(),
