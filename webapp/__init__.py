@@ -94,9 +94,12 @@ def setup_cli(app) -> None:
 def setup_web(app) -> None:
     """Register the dashboard, login, change flows and JSON API (each imports its heavy parts
     lazily, so the CLI starts fast)."""
+    from htmx_flask import Htmx
+
     from . import api, auth, changes, security, views
     from .user_cli import user_cli
 
+    Htmx(app)  # request.htmx: the HX-* request headers, parsed
     security.init_app(app)
     auth.init_app(app)
     views.init_app(app)

@@ -7,12 +7,12 @@ Writes need a logged-in operator, whose name becomes ``updated_by``; reads are o
 import os
 from urllib.parse import urlsplit
 
+import htmx_flask
 from flask import (
     Blueprint,
     current_app,
     flash,
     g,
-    make_response,
     redirect,
     render_template,
     request,
@@ -81,10 +81,9 @@ def require_login_to_read():
     if request.endpoint in OPEN_ENDPOINTS or current_operator():
         return None
     target = url_for("auth.login", next=request.full_path.rstrip("?"))
-    if request.headers.get("HX-Request") == "true":
-        response = make_response("", 204)
-        response.headers["HX-Redirect"] = target  # htmx follows this with a full page load
-        return response
+    if request.htmx:
+        # htmx follows HX-Redirect with a full page load
+        return htmx_flask.make_response("", 204, redirect=target)
     return redirect(target)
 
 

@@ -5,15 +5,15 @@ plain browser load, a form post without JavaScript, a boosted link) wants the wh
 ``{% include %}``s the very same partial.
 """
 
-from flask import render_template, request
+from flask import render_template
+from htmx_flask import request  # flask's request, with the htmx headers as `request.htmx`
 
 
 def wants_fragment() -> bool:
     """Return True for an htmx request that swaps part of the page (not a boosted navigation)."""
-    headers = request.headers
+    htmx = request.htmx
     # A history restore (back button after hx-push-url, cache missed) needs the whole page too.
-    whole_page = "true" in (headers.get("HX-Boosted"), headers.get("HX-History-Restore-Request"))
-    return headers.get("HX-Request") == "true" and not whole_page
+    return bool(htmx) and not (htmx.boosted or htmx.history_restore_request)
 
 
 def render(page_template: str, fragment_template: str, status: int = 200, **context):

@@ -1,8 +1,8 @@
 """Dashboard pages: the live overview and its poll; error pages. (History: history.py.)"""
 
-import json
 from datetime import UTC, datetime
 
+import htmx_flask
 from flask import Blueprint, abort, current_app, render_template, request
 
 from .db import get_store
@@ -86,12 +86,11 @@ def poll():
     current = context["current"]  # what the fragments show, even if yet another change landed
     who = current.updated_by or "an unknown operator"
     context["announce"] = f"Pipeline changed to {current.pipeline_type} by {who}"
-    response = current_app.make_response(
-        render_template("partials/_live.html", oob_live=True, **context)
+    # The trigger makes app.js move the change form's base version; the typed reason stays.
+    return htmx_flask.make_response(
+        render_template("partials/_live.html", oob_live=True, **context),
+        trigger={"pipeline-changed": {"id": current.version}},
     )
-    # app.js moves the change form's base version; the typed reason is left alone.
-    response.headers["HX-Trigger"] = json.dumps({"pipeline-changed": {"id": current.version}})
-    return response
 
 
 def show_error(message: str, status: int):
