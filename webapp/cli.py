@@ -66,16 +66,14 @@ def audit_on_stderr():
     """
     audit = logging.getLogger("pipeline.audit")
     handler = logging.StreamHandler(sys.stderr)
-    saved = audit.level, audit.propagate
+    saved_level = audit.level
     audit.addHandler(handler)
     audit.setLevel(logging.INFO)
-    audit.propagate = False
     try:
         yield
     finally:
         audit.removeHandler(handler)
-        audit.setLevel(saved[0])
-        audit.propagate = saved[1]
+        audit.setLevel(saved_level)
 
 
 def default_operator() -> str:
