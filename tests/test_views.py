@@ -396,5 +396,10 @@ def test_timeline_geometry_from_changes_at_known_times(db_path, store):
         ("raw", 750, 250),
     ]
     assert [tick.label for tick in day.ticks] == ["18:00", "00:00", "06:00"]
+    # A tick a few minutes from the edge gets no label: it would be cut off.
+    late_day, _ = timelines(store, now.replace(minute=5))
+    assert [tick.label for tick in late_day.ticks] == ["18:00", "00:00", "06:00"]
+    early_day, _ = timelines(store, now - timedelta(hours=6, minutes=-5))
+    assert [tick.label for tick in early_day.ticks] == ["12:00", "18:00", "00:00"]
     assert [s.pipeline_type for s in week.segments] == ["raw", "filtered", "aggregated", "raw"]
     assert week.segments[0].change.is_default

@@ -9,6 +9,7 @@ from datetime import datetime, timedelta
 
 WIDTH = 1000  # SVG user units; the viewBox scales it to the page
 MIN_WIDTH = 4  # SVG units: about half a percent of the bar
+LABEL_MARGIN = 30  # SVG units: a centred label closer to an edge than this would be cut off
 MAX_CHANGES = 5000  # more changes than this in one window would be unreadable anyway
 
 Segment = namedtuple("Segment", "pipeline_type start end x width change")
@@ -49,8 +50,9 @@ def build(store, now: datetime, name, title, span, step, label) -> Timeline:
         first_tick = first_tick.replace(hour=0)
     ticks, moment = [], first_tick
     while moment < now:
-        if moment > start:
-            ticks.append(Tick(_x(moment, start, span), moment.strftime(label)))
+        x = _x(moment, start, span)
+        if LABEL_MARGIN <= x <= WIDTH - LABEL_MARGIN:
+            ticks.append(Tick(x, moment.strftime(label)))
         moment += step
     return Timeline(name, title, start, now, segments, ticks)
 
