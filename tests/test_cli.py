@@ -14,6 +14,7 @@ import pytest
 from workers import clean_env, run_cli, start_cli
 
 from webapp import cli as cli_module
+from webapp import export as export_module
 from webapp.store import PipelineStore
 
 ISO_UTC = re.compile(r"^\d{4}-\d\d-\d\dT\d\d:\d\d:\d\d(\.\d+)?Z$")
@@ -275,7 +276,7 @@ def test_history_csv(three_changes):
     result = invoke(three_changes, "history", "--format", "csv")
     assert result.exit_code == 0
     rows = list(csv.DictReader(io.StringIO(result.stdout)))
-    assert list(rows[0]) == list(cli_module.CSV_FIELDS)
+    assert list(rows[0]) == list(export_module.CSV_FIELDS)
     assert [row["id"] for row in rows] == ["3", "2", "1"]
     assert rows[1]["reason"] == "two, with a comma"
     assert rows[0]["reason"] == 'three "quoted"'
@@ -290,7 +291,7 @@ def test_history_when_nothing_was_set(runner, db_path):
     assert result.exit_code == 0 and "no changes yet" in result.stdout
     assert json.loads(invoke(runner, "history", "--json").stdout) == []
     assert invoke(runner, "history", "--format", "csv").stdout.strip() == ",".join(
-        cli_module.CSV_FIELDS
+        export_module.CSV_FIELDS
     )
     assert row_count(db_path) == 0
 

@@ -166,23 +166,29 @@ def wait_for(predicate, timeout=30.0):
         time.sleep(0.005)
 
 
+def set_in_background(db_path, pipeline_type, updated_by, reason):
+    """Start a set with a long budget in a thread; return the thread and its outcome dict."""
+    outcome = {}
+
+    def run():
+        try:
+            with PipelineStore(db_path, write_timeout=60) as store:
+                outcome["result"] = store.set(pipeline_type, updated_by=updated_by, reason=reason)
+        except Exception as error:
+            outcome["error"] = error
+
+    thread = threading.Thread(target=run)
+    thread.start()
+    return thread, outcome
+
+
 def test_set_waits_for_the_lock_and_succeeds_when_it_goes(db_path):
     with PipelineStore(db_path) as store:
         store.set("filtered", updated_by="before")
     sensors = sensor_count(db_path)
-    outcome = {}
     with LockHolder(db_path) as holder:
         retries_before = store_module.STATS["write_retries"]
-
-        def set_in_thread():
-            try:
-                with PipelineStore(db_path, write_timeout=60) as store:
-                    outcome["result"] = store.set("aggregated", updated_by="waiter", reason="w")
-            except Exception as error:
-                outcome["error"] = error
-
-        thread = threading.Thread(target=set_in_thread)
-        thread.start()
+        thread, outcome = set_in_background(db_path, "aggregated", "waiter", "w")
         # Release only once the set has really met the lock (and backed off at least twice).
         wait_for(lambda: store_module.STATS["write_retries"] >= retries_before + 2)
         assert thread.is_alive() and "result" not in outcome
@@ -201,19 +207,9 @@ def test_set_waits_for_the_lock_and_succeeds_when_it_goes(db_path):
 def test_first_connection_waits_while_a_rollback_journal_file_is_locked(db_path):
     # The sensor file may still be in rollback-journal mode: while another process commits
     # there, even opening our connection (schema check, WAL switch) must wait, not fail.
-    outcome = {}
     with LockHolder(db_path, "exclusive") as holder:
         retries_before = store_module.STATS["write_retries"]
-
-        def set_in_thread():
-            try:
-                with PipelineStore(db_path, write_timeout=60) as store:
-                    outcome["result"] = store.set("filtered", updated_by="first", reason="f")
-            except Exception as error:
-                outcome["error"] = error
-
-        thread = threading.Thread(target=set_in_thread)
-        thread.start()
+        thread, outcome = set_in_background(db_path, "filtered", "first", "f")
         wait_for(lambda: store_module.STATS["write_retries"] >= retries_before + 2)
         assert thread.is_alive() and not outcome
         holder.release("commit")

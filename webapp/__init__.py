@@ -48,10 +48,9 @@ def settings_from_environment() -> dict:
     except InvalidInput as error:
         if click.get_current_context(silent=True) is None:
             raise ConfigError(str(error)) from None  # gunicorn: refuse to boot, say why
-        # flask CLI: click prints a ClickException as one line, never a traceback.
-        exception = click.ClickException(str(error))
-        exception.exit_code = error.exit_code
-        raise exception from None
+        from .cli import click_error
+
+        raise click_error(error) from None  # flask CLI: one line, never a traceback
 
 
 def is_development(app) -> bool:

@@ -6,7 +6,7 @@ status README lists. The API never reads the session cookie, which is why it nee
 
 from flask import Blueprint, current_app, jsonify, request
 
-from .auth import throttle, users_file
+from .auth import check_password
 from .db import get_store
 from .errors import ConflictError, InvalidInput, PipelineError
 from .warm import current_change
@@ -36,14 +36,11 @@ def basic_operator() -> str:
     auth = request.authorization
     if auth is None or auth.type != "basic" or not auth.username:
         raise Unauthorized("authentication required: HTTP Basic with an operator account")
-    address = request.remote_addr or "?"
-    wait = throttle().wait_seconds(auth.username, address)
+    ok, wait = check_password(auth.username, auth.password or "", accounts.verify_cached)
     if wait > 0:
         raise Unauthorized(f"too many failed logins: try again in {wait:.0f} s")
-    if not accounts.verify_cached(users_file(), auth.username, auth.password or ""):
-        throttle().failed(auth.username, address)
+    if not ok:
         raise Unauthorized("unknown operator or wrong password")
-    throttle().succeeded(auth.username, address)
     return auth.username
 
 

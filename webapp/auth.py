@@ -53,13 +53,13 @@ def throttle() -> LoginThrottle:
     return current_app.extensions.setdefault("login_throttle", LoginThrottle(directory))
 
 
-def check_password(name: str, password: str) -> tuple[bool, float]:
+def check_password(name: str, password: str, verify=accounts.verify) -> tuple[bool, float]:
     """Check a login; return ``(ok, wait)``: ``wait`` > 0 means refused, try again later."""
     address = request.remote_addr or "?"
     wait = throttle().wait_seconds(name, address)
     if wait > 0:
         return False, wait
-    if accounts.verify(users_file(), name, password):
+    if verify(users_file(), name, password):
         throttle().succeeded(name, address)
         return True, 0.0
     throttle().failed(name, address)

@@ -5,7 +5,6 @@ operator can cause end as one ``Error: ...`` line and the exit code README docum
 """
 
 import contextlib
-import csv
 import functools
 import getpass
 import json
@@ -20,21 +19,18 @@ from flask.cli import AppGroup
 
 from .db import open_store
 from .errors import PipelineError
+from .export import write_csv
 from .pipelines import PIPELINE_TYPES
 from .store import iso_utc
 
 TYPE_METAVAR = "{" + "|".join(PIPELINE_TYPES) + "}"
-CSV_FIELDS = (
-    "id",
-    "pipeline_type",
-    "bucket",
-    "updated_at",
-    "updated_by",
-    "reason",
-    "previous",
-    "source",
-    "metadata",
-)
+
+
+def click_error(error: PipelineError) -> click.ClickException:
+    """Return ``error`` as click prints it: one ``Error:`` line, its documented exit code."""
+    exception = click.ClickException(str(error))
+    exception.exit_code = error.exit_code
+    return exception
 
 
 def reports_errors(command):
@@ -45,9 +41,7 @@ def reports_errors(command):
         try:
             return command(*args, **kwargs)
         except PipelineError as error:
-            exception = click.ClickException(str(error))
-            exception.exit_code = error.exit_code
-            raise exception from None
+            raise click_error(error) from None
 
     return wrapper
 
@@ -242,27 +236,6 @@ def history_command(limit, output_format, as_json):
     else:
         for change in changes:
             click.echo(describe(change))
-
-
-def write_csv(changes, stream) -> None:
-    """Write changes as CSV rows with a header (metadata as JSON in the last column)."""
-    writer = csv.writer(stream)
-    writer.writerow(CSV_FIELDS)
-    for change in changes:
-        record = change.to_dict()
-        writer.writerow(
-            [
-                record["id"],
-                record["pipeline_type"],
-                record["bucket"],
-                record["updated_at"],
-                record["updated_by"],
-                change.reason,
-                change.previous,
-                change.source,
-                json.dumps(change.metadata, ensure_ascii=False),
-            ]
-        )
 
 
 @pipeline_cli.command("monitor")

@@ -17,7 +17,14 @@ from wtforms import (
     StringField,
     TextAreaField,
 )
-from wtforms.validators import DataRequired, InputRequired, Length, NumberRange, Optional
+from wtforms.validators import (
+    DataRequired,
+    InputRequired,
+    Length,
+    NumberRange,
+    Optional,
+    StopValidation,
+)
 from wtforms.widgets import HiddenInput
 
 from .pipelines import DESCRIPTIONS, PIPELINE_TYPES
@@ -37,8 +44,6 @@ class ChangeForm(FlaskForm):
 
     def validate_reason(self, field):
         if current_app.config.get("REQUIRE_REASON", True) and not (field.data or "").strip():
-            from wtforms.validators import StopValidation
-
             raise StopValidation("Say why: the reason is kept in the history.")
 
 
@@ -52,10 +57,6 @@ class RevertForm(FlaskForm):
 class LoginForm(FlaskForm):
     username = StringField("Operator", validators=[DataRequired(), Length(max=200)])
     password = PasswordField("Password", validators=[DataRequired()])
-
-
-class LogoutForm(FlaskForm):
-    """Only a CSRF token: logging out is a POST."""
 
 
 class HistoryFilterForm(FlaskForm):

@@ -8,6 +8,7 @@ from flask import current_app, request
 
 from .db import get_store
 from .errors import InvalidInput
+from .export import write_csv
 from .fragments import render
 from .views import bp
 
@@ -52,18 +53,15 @@ def export(fmt):
     form, filters, valid = history_query()
     if not valid:
         raise InvalidInput("invalid filter: " + "; ".join(map(str, form.errors.values())))
-    changes = store.history(limit=max(store.count(**filters), 1), **filters)
+    changes = store.history(limit=None, **filters)
     if fmt == "json":
-        body, mimetype = json.dumps([c.to_dict() for c in changes], ensure_ascii=False), "json"
+        body = json.dumps([c.to_dict() for c in changes], ensure_ascii=False)
+        mimetype = "application/json"
     else:
-        from .cli import write_csv
-
         buffer = io.StringIO()
         write_csv(changes, buffer)
-        body, mimetype = buffer.getvalue(), "csv"
-    response = current_app.response_class(body, mimetype=f"application/{mimetype}")
-    if fmt == "csv":
-        response.mimetype = "text/csv"
+        body, mimetype = buffer.getvalue(), "text/csv"
+    response = current_app.response_class(body, mimetype=mimetype)
     response.headers["Content-Disposition"] = f"attachment; filename=pipeline-history.{fmt}"
     return response
 

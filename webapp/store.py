@@ -320,8 +320,6 @@ class PipelineStore:
         return conn
 
     def _check_schema(self, conn) -> None:
-        if conn.in_transaction:
-            raise RuntimeError("schema check must run outside a transaction")
         columns = tuple(row[1] for row in conn.execute(f"PRAGMA table_info({TABLE})").fetchall())
         if columns and columns != COLUMNS:
             raise DatabaseUnusable(
@@ -458,13 +456,14 @@ class PipelineStore:
         return where, params
 
     def history(self, limit=20, offset=0, **filters) -> list[Change]:
-        """Return changes newest first; filters: pipeline_type, updated_by, since, until, before."""
-        if int(limit) < 1:
+        """Return changes newest first (``limit=None``: all of them); filters: pipeline_type,
+        updated_by, since, until, before."""
+        if limit is not None and int(limit) < 1:
             raise InvalidInput(f"limit must be at least 1 (got {limit})")
         where, params = self._filters(**filters)
         rows = self._read(
             f"{SELECT_ROWS}{where} ORDER BY id DESC LIMIT ? OFFSET ?",
-            (*params, int(limit), int(offset)),
+            (*params, -1 if limit is None else int(limit), int(offset)),  # -1: no limit
         )
         return [self._change(row) for row in rows]
 
