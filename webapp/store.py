@@ -355,7 +355,9 @@ class PipelineStore:
         retrying = tenacity.Retrying(
             retry=tenacity.retry_if_exception(_is_busy),
             wait=tenacity.wait_random_exponential(multiplier=0.01, max=0.25),
-            stop=tenacity.stop_before_delay(remaining),
+            # Give up only once the budget has passed, so "held the lock for more than N s" is
+            # true; the overshoot is at most one backoff (0.25 s) plus the busy timeout.
+            stop=tenacity.stop_after_delay(remaining),
             before_sleep=_count_retry,
             reraise=True,
         )
