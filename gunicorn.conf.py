@@ -1,7 +1,8 @@
 """gunicorn settings for Pipeline Manager (`gunicorn -c gunicorn.conf.py 'webapp:create_app()'`).
 
-Everything comes from the environment (``PIPELINE_BIND``, ``PIPELINE_GRACEFUL_TIMEOUT``, declared in
-webapp/config.py, and gunicorn's conventional ``WEB_CONCURRENCY``) so the same image runs anywhere.
+Everything comes from the environment (``PIPELINE_BIND``, ``PIPELINE_WORKER_THREADS``,
+``PIPELINE_WORKER_TIMEOUT``, ``PIPELINE_GRACEFUL_TIMEOUT``, declared in webapp/config.py, and
+gunicorn's conventional ``WEB_CONCURRENCY``) so the same image runs anywhere.
 No database connection is opened here or at import time: the app is imported in each worker after
 the fork (no preload) and each worker opens its own connection on its first request.
 """
@@ -16,11 +17,25 @@ from webapp.config import load_settings
 
 _settings = load_settings(os.environ)
 
+# The write budget must end inside the worker timeout, or gunicorn would kill a worker whose
+# change is still waiting for the lock (and the operator would see a bare 502/500).
+_MARGIN = 5.0
+if _settings["WRITE_TIMEOUT"] + _MARGIN > _settings["WORKER_TIMEOUT"]:
+    raise SystemExit(
+        f"PIPELINE_WRITE_TIMEOUT ({_settings['WRITE_TIMEOUT']:g} s) must end at least "
+        f"{_MARGIN:g} s before PIPELINE_WORKER_TIMEOUT ({_settings['WORKER_TIMEOUT']:g} s): "
+        "lower the first or raise the second"
+    )
+
 bind = _settings["BIND"]
 workers = int(os.environ.get("WEB_CONCURRENCY", "2"))
-worker_class = "sync"
+# Threads: a change waiting for a lock the sensor writer holds blocks one thread, not the
+# worker; /healthz, polls and pages keep answering from the others (webapp/db.py caps waiting
+# changes at half of them).
+worker_class = "gthread"
+threads = _settings["WORKER_THREADS"]
 preload_app = False  # a connection inherited across fork would corrupt SQLite's locks
-timeout = 30
+timeout = int(_settings["WORKER_TIMEOUT"])
 graceful_timeout = int(_settings["GRACEFUL_TIMEOUT"])  # finish in-flight requests on SIGTERM
 keepalive = 5
 accesslog = "-"  # stdout

@@ -48,6 +48,16 @@ def app(db_path, monkeypatch):
     return create_app({"TESTING": True, "DB": str(db_path), "SECRET_KEY": "test-secret"})
 
 
+@pytest.fixture(params=["pipeline-manager", "flask"])
+def cli(request, app, db_path, monkeypatch):
+    """The ``pipeline`` group through each entrance (tests/clilib.py), on ``db_path``."""
+    from clilib import Entrance
+
+    for name in ("PIPELINE_DB", "PIPELINE_REQUIRE_REASON", "PIPELINE_WRITE_TIMEOUT"):
+        monkeypatch.delenv(name, raising=False)
+    return Entrance(request.param, app, db_path)
+
+
 @pytest.fixture
 def client(app):
     return app.test_client()

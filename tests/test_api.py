@@ -32,6 +32,7 @@ def test_get_pipeline_default_then_etag_and_304(api, db_path):
         "id": None,
         "pipeline_type": "raw",
         "bucket": "ingestion",
+        "managed": True,
         "updated_at": None,
         "updated_by": None,
         "metadata": {},

@@ -15,6 +15,7 @@ import tempfile
 from pathlib import Path
 
 import pytest
+from clilib import with_settings
 from conftest import make_sensor_db
 from workers import clean_env, flask_command, run_cli, snapshot, unprivileged_python
 
@@ -65,29 +66,27 @@ BAD = {
         lambda d: write_bytes(
             d / "broken.db", b"SQLite format 3\x00" + random.Random(8).randbytes(8176)
         ),
-        "file is not a database",
+        "not an SQLite database",
     ),
+    "empty-file": (lambda d: write_bytes(d / "truncated.db", b""), "not an SQLite database"),
     "older-tool-table": (
         lambda d: older_tool_db(d / "old.db"),
-        "has another shape (id, pipeline_type, created_at, created_by, is_active)",
+        "has another tool's columns (id, pipeline_type, created_at, created_by, is_active)",
     ),
     "older-tool-table-wal": (
         lambda d: older_tool_db(d / "old-wal.db", wal=True),
-        "has another shape",
+        "has another tool's columns",
     ),
 }
 
 COMMANDS = [
     ["get"],
     ["get", "--json"],
-    ["set", "filtered", "--by", "ops"],
+    ["set", "filtered", "--by", "ops", "--reason", "r"],
     ["history"],
+    ["history", "--format", "csv"],
     ["monitor", "--count", "1"],
 ]
-
-
-def invoke(runner, *args, **kwargs):
-    return runner.invoke(args=["pipeline", *map(str, args)], **kwargs)
 
 
 def assert_refused(exit_code, stderr, stdout, fragment):
@@ -109,19 +108,22 @@ def bad(request, tmp_path):
 
 
 @pytest.mark.parametrize("command", COMMANDS, ids=lambda c: "-".join(c[:2]))
-def test_cli_refuses_with_db_option(runner, bad, command):
+def test_cli_refuses_with_db_option(cli, bad, command):
     folder, path, fragment = bad
     before = snapshot(folder)
-    result = invoke(runner, "--db", path, *command)
+    result = cli("--db", path, *command)
     assert_refused(result.exit_code, result.stderr, result.stdout, fragment)
     assert snapshot(folder) == before
 
 
-@pytest.mark.parametrize("command", [["get"], ["set", "aggregated"]], ids=["get", "set"])
-def test_cli_refuses_with_pipeline_db(runner, bad, command):
+@pytest.mark.parametrize(
+    "command", [["get"], ["set", "aggregated", "--reason", "r"]], ids=["get", "set"]
+)
+def test_cli_refuses_with_pipeline_db(cli, bad, command, tmp_path, monkeypatch):
     folder, path, fragment = bad
     before = snapshot(folder)
-    result = invoke(runner, *command, env={"PIPELINE_DB": str(path)})
+    cli = with_settings(cli, tmp_path, monkeypatch, PIPELINE_DB=path)
+    result = cli(*command)
     assert_refused(result.exit_code, result.stderr, result.stdout, fragment)
     assert snapshot(folder) == before
 
@@ -130,7 +132,8 @@ def test_store_refuses_and_touches_nothing(bad):
     folder, path, fragment = bad
     before = snapshot(folder)
     with PipelineStore(path) as store:
-        for call in (store.current, store.active, lambda: store.set("raw", updated_by="ops")):
+        calls = (store.current, store.history, lambda: store.set("raw", updated_by="ops"))
+        for call in calls:
             with pytest.raises(DatabaseUnusable, match=re.escape(fragment)):
                 call()
     assert snapshot(folder) == before
@@ -138,19 +141,19 @@ def test_store_refuses_and_touches_nothing(bad):
 
 def test_real_process_refuses_a_missing_pipeline_db(tmp_path):
     before = snapshot(tmp_path)
-    for args in (["get"], ["set", "filtered"]):
+    for args in (["get"], ["set", "filtered", "--reason", "r"]):
         result = run_cli(*args, env=clean_env(PIPELINE_DB=tmp_path / "sensor_data.db"))
         assert_refused(result.returncode, result.stderr, result.stdout, "database not found")
     assert snapshot(tmp_path) == before
 
 
-def test_older_tool_table_is_not_altered_nor_switched_to_wal(runner, tmp_path):
+def test_older_tool_table_is_not_altered_nor_switched_to_wal(cli, tmp_path):
     folder = tmp_path / "data"
     folder.mkdir()
     path = older_tool_db(folder / "old.db")
     before_bytes = path.read_bytes()
     for command in COMMANDS:
-        result = invoke(runner, "--db", path, *command)
+        result = cli("--db", path, *command)
         assert result.exit_code == 5
     assert path.read_bytes() == before_bytes
     assert before_bytes[18:20] == b"\x01\x01"  # still a rollback-journal file, not WAL
@@ -165,11 +168,11 @@ def test_older_tool_table_is_not_altered_nor_switched_to_wal(runner, tmp_path):
     assert sorted(p.name for p in folder.iterdir()) == ["old.db"]
 
 
-def test_invalid_type_writes_no_row(runner, db_path):
-    assert invoke(runner, "set", "filtered", "--by", "ops").exit_code == 0
+def test_invalid_type_writes_no_row(cli, db_path):
+    assert cli("set", "filtered", "--by", "ops", "--reason", "r").exit_code == 0
     before = snapshot(db_path.parent)
     for bad_type in ("bogus", "FILTERED", "", "raw;drop"):
-        result = invoke(runner, "set", bad_type, "--by", "ops")
+        result = cli("set", bad_type, "--by", "ops", "--reason", "r")
         assert result.exit_code == 2
         assert result.stderr.startswith("Error: invalid pipeline type")
         assert "Traceback" not in result.output
@@ -243,7 +246,9 @@ def permission_case(folder, file_mode, folder_mode, owner_nobody=False):
     ],
     ids=["unreadable-file", "unwritable-file", "unwritable-folder"],
 )
-@pytest.mark.parametrize("command", [["get"], ["set", "filtered", "--by", "ops"], ["history"]])
+@pytest.mark.parametrize(
+    "command", [["get"], ["set", "filtered", "--by", "ops", "--reason", "r"], ["history"]]
+)
 def test_permission_problems_are_refused(
     as_user, shared_dir, file_mode, folder_mode, owner_nobody, fragment, command
 ):

@@ -25,7 +25,7 @@ from workers import (
     sensor_writer,
 )
 
-from webapp import store as store_module
+from webapp import events
 from webapp.errors import DatabaseBusy
 from webapp.store import PipelineStore
 
@@ -187,10 +187,10 @@ def test_set_waits_for_the_lock_and_succeeds_when_it_goes(db_path):
         store.set("filtered", updated_by="before")
     sensors = sensor_count(db_path)
     with LockHolder(db_path) as holder:
-        retries_before = store_module.STATS["write_retries"]
+        retries_before = events.STATS["write_retries"]
         thread, outcome = set_in_background(db_path, "aggregated", "waiter", "w")
         # Release only once the set has really met the lock (and backed off at least twice).
-        wait_for(lambda: store_module.STATS["write_retries"] >= retries_before + 2)
+        wait_for(lambda: events.STATS["write_retries"] >= retries_before + 2)
         assert thread.is_alive() and "result" not in outcome
         assert [row[1] for row in pipeline_rows(db_path)] == ["filtered"]
         holder.release("commit")
@@ -208,9 +208,9 @@ def test_first_connection_waits_while_a_rollback_journal_file_is_locked(db_path)
     # The sensor file may still be in rollback-journal mode: while another process commits
     # there, even opening our connection (schema check, WAL switch) must wait, not fail.
     with LockHolder(db_path, "exclusive") as holder:
-        retries_before = store_module.STATS["write_retries"]
+        retries_before = events.STATS["write_retries"]
         thread, outcome = set_in_background(db_path, "filtered", "first", "f")
-        wait_for(lambda: store_module.STATS["write_retries"] >= retries_before + 2)
+        wait_for(lambda: events.STATS["write_retries"] >= retries_before + 2)
         assert thread.is_alive() and not outcome
         holder.release("commit")
         thread.join(timeout=30)
@@ -226,7 +226,19 @@ def test_cli_set_waits_for_the_lock_within_the_budget(db_path):
     with LockHolder(db_path) as holder:
         env = clean_env(PIPELINE_DB=db_path, PIPELINE_WRITE_TIMEOUT=60)
         setter = subprocess.Popen(
-            [sys.executable, "-m", "flask", "--app", "webapp", "pipeline", "set", "raw", "--json"],
+            [
+                sys.executable,
+                "-m",
+                "flask",
+                "--app",
+                "webapp",
+                "pipeline",
+                "set",
+                "raw",
+                "--reason",
+                "r",
+                "--json",
+            ],
             cwd=ROOT,
             env=env,
             stdout=subprocess.PIPE,

@@ -184,7 +184,7 @@ def run_monitor(args, db_path):
     )
     try:
         first_line = process.stdout.readline()
-        assert first_line.startswith(("current:", "{")), process.stderr.read()
+        assert first_line.startswith(("database:", "current:", "{")), first_line
     finally:
         process.send_signal(signal.SIGINT)
         _, stderr = process.communicate(timeout=30)

@@ -35,7 +35,8 @@ def test_readyz_reports_a_sensor_database_without_our_table(client):
     response = client.get("/readyz")
     assert response.status_code == 200, response.json
     assert response.json["status"] == "ready"
-    assert response.json["journal_mode"] == "wal"
+    # A read never switches the file's journal mode: the first change does.
+    assert response.json["journal_mode"] == "delete"
     assert response.json["pipeline_config"].startswith("absent")
 
 
@@ -63,7 +64,7 @@ def test_readyz_on_a_missing_database_is_503_and_creates_nothing(tmp_path):
         (lambda path: path.mkdir(), "is a directory"),
         (
             lambda path: sqlite3.connect(path).execute(OLD_TOOL_SCHEMA).connection.close(),
-            "another shape",
+            "another tool's columns",
         ),
     ],
     ids=["garbage", "directory", "foreign-schema"],
@@ -139,7 +140,8 @@ def test_each_change_logs_one_json_line(store, caplog):
 
 def test_the_cli_path_logs_the_change_too(runner, db_path, caplog):
     caplog.set_level(logging.INFO, logger="pipeline.audit")
-    result = runner.invoke(args=["pipeline", "set", "schematized", "--by", "cli-user"])
+    args = ["pipeline", "set", "schematized", "--by", "cli-user", "--reason", "r"]
+    result = runner.invoke(args=args)
     assert result.exit_code == 0, result.output
     (line,) = audit_lines(caplog)
     assert (line["who"], line["to"], line["source"]) == ("cli-user", "schematized", "cli")

@@ -8,7 +8,8 @@ import pytest
 
 from webapp.errors import ConflictError, DatabaseUnusable, InvalidInput
 from webapp.pipelines import DEFAULT_BUCKETS
-from webapp.store import PipelineStore, active_pipeline, connect_uploader
+from webapp.store import PipelineStore
+from webapp.uploader import active_pipeline, connect_uploader
 
 # Byte for byte from the seed tool's README ("Database Schema"), as SQLite stores it.
 SEED_SQL = """CREATE TABLE pipeline_config (
@@ -82,10 +83,14 @@ def test_first_write_creates_exactly_the_seed_schema(store, db_path):
     # CHECK: the table itself refuses an unknown type.
     with pytest.raises(sqlite3.IntegrityError, match="CHECK"):
         insert_raw(db_path, [("bogus", "2026-01-01 00:00:00", "x", "{}")])
-    # Exactly one new table (sqlite_sequence is the sensor table's too); no index or trigger.
+    # Exactly one new table (sqlite_sequence is the sensor table's too) and our three indexes
+    # (they keep every read flat in history size); no trigger.
     names = query(db_path, "SELECT type, name FROM sqlite_master ORDER BY name")
     assert names == [
         ("table", "pipeline_config"),
+        ("index", "pipeline_config_type"),
+        ("index", "pipeline_config_updated_at"),
+        ("index", "pipeline_config_updated_by"),
         ("table", "sensor_readings"),
         ("table", "sqlite_sequence"),
     ]
@@ -111,11 +116,11 @@ def test_existing_seed_table_is_used_as_is(db_path):
     "read",
     [
         lambda s: s.current(),
-        lambda s: s.active(),
+        lambda s: active_pipeline(s.db.connection()),
         lambda s: s.history(),
         lambda s: s.count(),
         lambda s: s.changes_after(0),
-        lambda s: s.users(),
+        lambda s: s.operators(),
         lambda s: s.get(1),
         lambda s: s.status(),
         lambda s: s.data_version(),
@@ -126,7 +131,7 @@ def test_existing_seed_table_is_used_as_is(db_path):
         "history",
         "count",
         "changes_after",
-        "users",
+        "operators",
         "get",
         "status",
         "data_version",
@@ -152,7 +157,12 @@ def test_sensor_tables_are_untouched(db_path):
     assert [row for row in after_sql if row[1] == "sensor_readings"] == [
         row for row in before_sql if row[1] == "sensor_readings"
     ]
-    assert {row[1] for row in after_sql} - {row[1] for row in before_sql} == {"pipeline_config"}
+    assert {row[1] for row in after_sql} - {row[1] for row in before_sql} == {
+        "pipeline_config",
+        "pipeline_config_type",
+        "pipeline_config_updated_at",
+        "pipeline_config_updated_by",
+    }
     assert query(db_path, "SELECT * FROM sensor_readings ORDER BY id") == before_rows
 
 
@@ -161,7 +171,7 @@ def test_sensor_tables_are_untouched(db_path):
 
 def test_no_connection_before_first_use(db_path, tmp_path):
     store = PipelineStore(db_path)
-    assert store._conn is None
+    assert store.db._conn is None
     assert sorted(p.name for p in tmp_path.iterdir()) == ["sensor_data.db"]
     # A store on a missing path is only refused when used: nothing happens at construction.
     PipelineStore(tmp_path / "missing.db")
@@ -169,11 +179,13 @@ def test_no_connection_before_first_use(db_path, tmp_path):
 
 
 def test_every_connection_is_wal_with_synchronous_full(db_path):
+    with PipelineStore(db_path) as store:
+        store.initialize()  # the first write switches the file to WAL
     for _ in range(3):  # each new store opens a new connection
         with PipelineStore(db_path) as store:
-            conn = store.conn
-            assert conn.execute("PRAGMA journal_mode").fetchall() == [("wal",)]
-            assert conn.execute("PRAGMA synchronous").fetchall() == [(2,)]  # FULL
+            conn = store.db.connection()
+            assert conn.execute("PRAGMA journal_mode").fetchall()[0][0] == "wal"
+            assert conn.execute("PRAGMA synchronous").fetchall()[0][0] == 2  # FULL
             assert conn.execute("PRAGMA busy_timeout").fetchall()[0][0] > 0
             assert not conn.in_transaction
             store.current()
@@ -187,7 +199,7 @@ def test_embedded_database_is_created_with_the_same_settings(tmp_path):
     with PipelineStore(path, create=True) as store:
         assert store.current().is_default
         store.set("schematized", updated_by="ops")
-        assert store.conn.execute("PRAGMA synchronous").fetchall() == [(2,)]
+        assert store.db.connection().execute("PRAGMA synchronous").fetchall()[0][0] == 2
     assert table_sql(path) == SEED_SQL
     assert query(path, "PRAGMA journal_mode") == [("wal",)]
 
@@ -211,23 +223,29 @@ def test_empty_database_reads_as_raw_default_and_writes_nothing(db_path, tmp_pat
         assert change.is_default and change.id is None and change.version == 0
         assert change.to_dict()["default"] is True
         assert change.updated_at is None and change.updated_by is None
-        assert tuple(store.active()) == ("raw", "ingestion")
+        assert tuple(active_pipeline(store.db.connection())) == ("raw", "ingestion")
         assert store.history() == [] and store.count() == 0
     assert db_path.read_bytes() == before
     assert sorted(p.name for p in tmp_path.iterdir()) == ["sensor_data.db"]
     assert table_sql(db_path) is None
 
 
-def test_first_read_of_a_rollback_journal_file_only_switches_it_to_wal(db_path):
+def test_a_read_leaves_a_rollback_journal_file_as_it_was(db_path):
     before = db_path.read_bytes()
     with PipelineStore(db_path) as store:
         assert store.current().is_default
-    after = db_path.read_bytes()
-    assert len(after) == len(before)
-    changed = {i for i, (a, b) in enumerate(zip(before, after, strict=True)) if a != b}
-    assert changed <= WAL_HEADER_BYTES
-    assert after[18:20] == b"\x02\x02"  # WAL
-    assert table_sql(db_path) is None
+        store.history()
+        store.status()
+    assert db_path.read_bytes() == before
+    assert query(db_path, "PRAGMA journal_mode") == [("delete",)]
+
+
+def test_the_first_write_switches_a_rollback_journal_file_to_wal(db_path):
+    with PipelineStore(db_path) as store:
+        store.set("filtered", updated_by="ops")
+    header = db_path.read_bytes()[:100]
+    assert header[18:20] == b"\x02\x02"  # WAL
+    assert query(db_path, "PRAGMA journal_mode") == [("wal",)]
 
 
 def test_empty_table_reads_as_default(db_path):
@@ -256,7 +274,7 @@ def test_current_is_newest_by_id_when_rows_share_a_second(db_path):
     with PipelineStore(db_path) as store:
         current = store.current()
         assert (current.id, current.pipeline_type, current.updated_by) == (3, "schematized", "c")
-        assert store.active().pipeline_type == "schematized"
+        assert active_pipeline(store.db.connection()).pipeline_type == "schematized"
         assert [c.id for c in store.history()] == [3, 2, 1]
         # A later id with an *earlier* timestamp (a clock step back) is still current.
         insert_raw(db_path, [("raw", "2020-01-01 00:00:00", "d", "{}")])
@@ -297,7 +315,7 @@ def test_rows_written_by_other_tools_are_read_safely(db_path):
     )
     with PipelineStore(db_path) as store:
         history = store.history()
-    assert [c.metadata for c in history] == [{"value": [1, 2]}, {"text": "not json"}, {}]
+    assert [c.metadata for c in history] == [{"value": [1, 2]}, {"unparsed": "not json"}, {}]
     assert history[-1].updated_by is None
     assert history[0].updated_at == datetime(2026, 11, 25, 10, 0, 2, tzinfo=UTC)
 
@@ -393,7 +411,7 @@ def test_compare_and_set_is_checked_before_idempotency(store):
         ({"pipeline_type": "raw", "updated_by": "   "}, "operator name is required"),
         ({"pipeline_type": "raw", "updated_by": "x" * 201}, "too long"),
         ({"pipeline_type": "raw", "updated_by": "ops", "reason": "r" * 2001}, "too long"),
-        ({"pipeline_type": "raw", "updated_by": "ops", "reason": "a\x00b"}, "control"),
+        ({"pipeline_type": "raw", "updated_by": "ops", "reason": "a\x00b"}, "U\\+0000"),
         ({"pipeline_type": "raw", "updated_by": "ops", "source": "email"}, "invalid source"),
         ({"pipeline_type": "raw", "updated_by": "ops", "expect_id": -1}, "whole number"),
         ({"pipeline_type": "raw", "updated_by": "ops", "expect_id": "1"}, "whole number"),
@@ -409,9 +427,17 @@ def test_invalid_set_writes_nothing(db_path, kwargs, match):
 
 def test_reason_is_optional_and_trimmed(store):
     assert store.set("filtered", updated_by=" ops ").change.reason is None
-    change = store.set("raw", updated_by="ops", reason="  multi\nline\treason ").change
-    assert change.reason == "multi\nline\treason"
+    change = store.set("raw", updated_by="ops", reason="  one line, trimmed ").change
+    assert change.reason == "one line, trimmed"
     assert store.current().updated_by == "ops"
+
+
+def test_a_store_may_require_a_reason(db_path):
+    with PipelineStore(db_path, require_reason=True) as store:
+        with pytest.raises(InvalidInput, match="reason is required"):
+            store.set("filtered", updated_by="ops", reason="  ")
+        assert store.set("filtered", updated_by="ops", reason="why").changed
+        assert store.revert(1, updated_by="ops").change.reason is not None  # a no-op, no error
 
 
 # -- revert ------------------------------------------------------------------------------------
@@ -475,11 +501,13 @@ def ids(changes):
     return [change.id for change in changes]
 
 
-def test_history_is_newest_first_with_limit_and_offset(filled):
+def test_history_is_newest_first_with_limit_and_cursors(filled):
     assert ids(filled.history()) == [5, 4, 3, 2, 1]
     assert ids(filled.history(limit=2)) == [5, 4]
-    assert ids(filled.history(limit=2, offset=2)) == [3, 2]
+    assert ids(filled.history(limit=2, before=4)) == [3, 2]
+    assert ids(filled.history(limit=2, after=2)) == [4, 3]  # the two just newer, newest first
     assert filled.count() == 5
+    assert filled.count(upto=3) == 3
     with pytest.raises(InvalidInput):
         filled.history(limit=0)
 
@@ -495,7 +523,8 @@ def test_history_filters(filled):
     assert ids(filled.history(since=datetime(2026, 11, 23, 10, tzinfo=plus_two))) == [5, 4]
     assert ids(filled.history(before=4)) == [3, 2, 1]
     assert filled.count(updated_by="bob") == 2
-    assert filled.users() == ["alice", "bob", "carol"]
+    assert filled.operators() == ["alice", "bob", "carol"]
+    assert filled.operators(limit=2) == ["alice", "bob"]
     with pytest.raises(InvalidInput):
         filled.history(pipeline_type="bogus")
 
@@ -512,7 +541,7 @@ def test_changes_after_get_and_active_at(filled):
     assert filled.get(2).pipeline_type == "aggregated" and filled.get(42) is None
     assert filled.active_at(datetime(2026, 11, 21, 12, tzinfo=UTC)).id == 2
     assert filled.active_at(datetime(2026, 1, 1, tzinfo=UTC)).is_default
-    assert filled.active_at(datetime(2026, 11, 23, 8, tzinfo=UTC)).id == 5  # newest by id
+    assert filled.active_at(datetime(2026, 11, 23, 8, tzinfo=UTC)).id == 5  # same time: by id
 
 
 # -- the uploader's read -----------------------------------------------------------------------
@@ -560,5 +589,5 @@ def test_store_buckets_are_configurable(db_path):
     buckets = {**DEFAULT_BUCKETS, "raw": "landing"}
     with PipelineStore(db_path, buckets=buckets) as store:
         assert store.current().bucket == "landing"
-        assert store.active() == ("raw", "landing")
+        assert active_pipeline(store.db.connection(), store.buckets) == ("raw", "landing")
         assert store.set("filtered", updated_by="ops").change.bucket == "enriched"

@@ -10,6 +10,7 @@ import pytest
 from weblib import csrf_from, log_in, make_app
 
 from webapp.store import PipelineStore
+from webapp.timefmt import iso
 
 HX = {"HX-Request": "true"}
 
@@ -200,7 +201,7 @@ def test_stale_write_is_refused_explained_and_can_go_on_top(operator, db_path):
     conflict = body[body.index('id="conflict"') :]
     assert "nothing was written" in conflict
     assert "schematized" in conflict and "bob" in conflict and "validate first" in conflict
-    assert f'<time datetime="{theirs.updated_at.strftime("%Y-%m-%dT%H:%M:%SZ")}"' in conflict
+    assert f'<time datetime="{iso(theirs.updated_at)}"' in conflict
     assert row_count(db_path) == 1
     on_top = re.search(r'name="expect_id" value="(\d+)">\s*<button[^>]*id="apply-on-top"', body)
     assert on_top and int(on_top.group(1)) == theirs.id
@@ -254,8 +255,11 @@ def test_history_filters_paginates_and_exports_the_cli_records(operator, db_path
     for index in range(30):
         set_by(db_path, ("raw", "filtered")[index % 2], who=("bob", "carol")[index % 3 == 0])
     page = html(operator.get("/history"))
-    assert "30 changes, page 1 of 2" in page and 'id="next-page"' in page
+    assert "30 changes." in page and 'id="next-page"' in page and 'id="prev-page"' not in page
     assert len(re.findall(r'<li data-change-id="\d+"', page)) == 25
+    older = html(operator.get("/history?before=6"))
+    assert re.findall(r'<li data-change-id="(\d+)"', older) == ["5", "4", "3", "2", "1"]
+    assert 'id="prev-page"' in older and 'id="next-page"' not in older
     filtered = html(operator.get("/history?pipeline_type=filtered&operator=carol"))
     with PipelineStore(db_path) as store:
         expected = store.history(limit=100, pipeline_type="filtered", updated_by="carol")
@@ -306,9 +310,9 @@ def test_read_only_dashboard_without_accounts_says_how_to_add_one(db_path, tmp_p
 def test_read_requires_login_redirects_pages_and_polls(db_path, tmp_path, monkeypatch):
     app = make_app(db_path, tmp_path, monkeypatch, READ_REQUIRES_LOGIN=True)
     client = app.test_client()
-    response = client.get("/history?page=2")
+    response = client.get("/history?before=2")
     assert response.status_code == 302
-    assert response.headers["Location"] == "/login?next=/history?page%3D2"
+    assert response.headers["Location"] == "/login?next=/history?before%3D2"
     assert client.get("/poll?since=0", headers=HX).headers["HX-Redirect"].startswith("/login")
     assert client.get("/login").status_code == 200
     log_in(client)

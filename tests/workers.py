@@ -40,14 +40,25 @@ def clean_env(**extra) -> dict:
     return env
 
 
+#: The two entrances to the same command group (README: "Command line").
+ENTRANCES = ("pipeline-manager", "flask")
+
+
 def flask_command(*args, python=None) -> list[str]:
     return [python or sys.executable, "-m", "flask", "--app", "webapp", "pipeline", *map(str, args)]
 
 
-def run_cli(*args, env=None, timeout=60, **kwargs) -> subprocess.CompletedProcess:
-    """Run ``flask --app webapp pipeline ARGS`` in a real process, from the repository root."""
+def cli_command(*args, entrance="flask") -> list[str]:
+    """Return the command line of ``pipeline ARGS`` through ``entrance``."""
+    if entrance == "pipeline-manager":
+        return [str(Path(sys.executable).parent / "pipeline-manager"), *map(str, args)]
+    return flask_command(*args)
+
+
+def run_cli(*args, env=None, timeout=60, entrance="flask", **kwargs):
+    """Run ``pipeline ARGS`` in a real process (through ``entrance``), from the repository root."""
     return subprocess.run(
-        flask_command(*args),
+        cli_command(*args, entrance=entrance),
         cwd=ROOT,
         env=env if env is not None else clean_env(),
         capture_output=True,
@@ -57,9 +68,9 @@ def run_cli(*args, env=None, timeout=60, **kwargs) -> subprocess.CompletedProces
     )
 
 
-def start_cli(*args, env=None, **kwargs) -> subprocess.Popen:
+def start_cli(*args, env=None, entrance="flask", **kwargs) -> subprocess.Popen:
     return subprocess.Popen(
-        flask_command(*args),
+        cli_command(*args, entrance=entrance),
         cwd=ROOT,
         env=env if env is not None else clean_env(),
         stdout=subprocess.PIPE,
@@ -224,7 +235,7 @@ def pipeline_reader(db_path, barrier, stop, results):
     reads, invalid, seen, error = 0, [], set(), None
     try:
         from webapp.pipelines import DEFAULT_BUCKETS
-        from webapp.store import active_pipeline, connect_uploader
+        from webapp.uploader import active_pipeline, connect_uploader
 
         conn = connect_uploader(db_path)
         barrier.wait(timeout=120)
@@ -275,7 +286,7 @@ def crash_writer(db_path, name, seed):
     i = 0
     while True:
         reason = f"{name}-{i}"
-        current = store.active().pipeline_type
+        current = store.current().pipeline_type
         choice = rng.choice([t for t in PIPELINE_TYPES if t != current])
         result = store.set(choice, updated_by=name, reason=reason, source="cli")
         if result.changed:

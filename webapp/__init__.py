@@ -1,114 +1,15 @@
 """Pipeline Manager: see and change which pipeline the edge uploader applies.
 
-``create_app()`` is the only way to build the Flask app (gunicorn: ``webapp:create_app()``).
+``create_app()`` builds the Flask app (gunicorn: ``webapp:create_app()``). It is imported only
+when called, so that ``webapp.uploader``, ``webapp.store`` and the ``pipeline-manager`` command
+line load no web stack.
 """
-
-import os
-import secrets
-
-import click
-from flask import Flask
-
-from .config import load_settings
 
 __all__ = ["create_app"]
 
-ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 
+def create_app(test_config=None):
+    """Build the dashboard app (see :func:`webapp.app.create_app`)."""
+    from .app import create_app as factory
 
-class ConfigError(RuntimeError):
-    """The app cannot start safely with this configuration."""
-
-
-def create_app(test_config=None) -> Flask:
-    """Build the app: settings from ``PIPELINE_*`` variables, then ``test_config``."""
-    app = Flask(
-        __name__,
-        instance_path=os.path.join(ROOT, "instance"),
-        template_folder=os.path.join(ROOT, "templates"),
-        static_folder=os.path.join(ROOT, "static"),
-    )
-    app.config.update(settings_from_environment())
-    if test_config:
-        app.config.update(test_config)
-    setup_secret_key(app)
-    setup_store(app)
-    setup_cli(app)
-    setup_web(app)
-    setup_health(app)
-    return app
-
-
-def settings_from_environment() -> dict:
-    """Return the ``PIPELINE_*`` settings; a bad value is one ``Error:`` line under the CLI."""
-    from .errors import InvalidInput
-
-    try:
-        return load_settings(os.environ)
-    except InvalidInput as error:
-        if click.get_current_context(silent=True) is None:
-            raise ConfigError(str(error)) from None  # gunicorn: refuse to boot, say why
-        from .cli import click_error
-
-        raise click_error(error) from None  # flask CLI: one line, never a traceback
-
-
-def is_development(app) -> bool:
-    return app.debug or app.testing or app.config.get("ENV") == "development"
-
-
-def setup_secret_key(app) -> None:
-    """Require PIPELINE_SECRET_KEY when serving outside development.
-
-    Several gunicorn workers must share one key, or sessions and CSRF tokens signed by one worker
-    fail in another; a per-process random key is only acceptable in development.
-    """
-    if app.config.get("SECRET_KEY"):
-        return
-    app.config["SECRET_KEY"] = secrets.token_hex(32)
-    if is_development(app):
-        return
-    if click.get_current_context(silent=True) is None:
-        # Imported by a WSGI server (gunicorn): refuse to start.
-        raise ConfigError(
-            "PIPELINE_SECRET_KEY is not set: refusing to start outside development "
-            "(generate one with: python3 -c 'import secrets; print(secrets.token_hex(32))')"
-        )
-    # Under the flask CLI: `flask pipeline ...` needs no key, but `flask run` must not serve.
-    app.config["MISSING_SECRET_KEY"] = True
-
-
-def setup_store(app) -> None:
-    from . import db
-
-    db.init_app(app)
-
-
-def setup_cli(app) -> None:
-    from .cli import pipeline_cli
-
-    app.cli.add_command(pipeline_cli)
-
-
-def setup_web(app) -> None:
-    """Register the dashboard, login, change flows and JSON API (each imports its heavy parts
-    lazily, so the CLI starts fast)."""
-    from htmx_flask import Htmx
-
-    from . import api, auth, changes, security, views
-    from .user_cli import user_cli
-
-    Htmx(app)  # request.htmx: the HX-* request headers, parsed
-    security.init_app(app)
-    auth.init_app(app)
-    views.init_app(app)
-    changes.init_app(app)
-    api.init_app(app)
-    app.cli.add_command(user_cli)
-
-
-def setup_health(app) -> None:
-    """Register /healthz, /readyz and /metrics (probes and monitoring; see webapp/health.py)."""
-    from . import health
-
-    health.init_app(app)
+    return factory(test_config)

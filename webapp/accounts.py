@@ -12,7 +12,7 @@ import time
 from pathlib import Path
 
 from .errors import InvalidInput
-from .store import MAX_NAME  # an account name must also be a valid updated_by
+from .text import MAX_NAME  # an account name must also be a valid updated_by
 
 MAX_PASSWORD_BYTES = 72  # bcrypt only reads 72 bytes; bcrypt 5 refuses longer input
 BCRYPT_PREFIXES = ("$2y$", "$2b$", "$2a$")

@@ -9,7 +9,6 @@ from flask import Blueprint, current_app, jsonify, request
 from .auth import check_password
 from .db import get_store
 from .errors import ConflictError, InvalidInput, PipelineError
-from .warm import current_change
 
 bp = Blueprint("api", __name__, url_prefix="/api")
 
@@ -54,7 +53,7 @@ def require_login_to_read():
 @bp.get("/pipeline")
 def get_pipeline():
     """Return the current pipeline; 304 when If-None-Match names its id."""
-    change = current_change()  # a warm connection: scripts poll this too
+    change = get_store().current()
     if etag(change) in request.if_none_match or request.if_none_match.contains_weak(
         str(change.version)
     ):

@@ -26,7 +26,7 @@ from .throttle import LoginThrottle
 bp = Blueprint("auth", __name__)
 
 # Endpoints anyone may reach even when reading requires a login.
-OPEN_ENDPOINTS = {"auth.login", "static", "health.healthz", "health.readyz", "health.metrics"}
+OPEN_ENDPOINTS = {"auth.login", "static", "health.healthz", "health.readyz", "metrics.metrics"}
 
 
 def users_file():

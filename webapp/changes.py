@@ -1,137 +1,253 @@
-"""Changing the pipeline from the dashboard: review, confirm, apply; revert the same way.
-
-Every step re-renders the dashboard's change panel (the whole page without JavaScript). The
-confirmation carries the ``expect_id`` the operator reviewed, so a change made meanwhile by
-someone else is refused with nothing written, and the operator may apply on top of it.
+"""What a change is, and the rules of making one: validation, no-op or conflict, time stamps,
+the metadata and audit record it carries. No Flask, no SQL: the store applies these rules.
 """
 
-from flask import Blueprint, flash, redirect, request, url_for
+import json
+import math
+from dataclasses import dataclass, field
+from datetime import datetime
 
-from .auth import accounts_configured, current_operator
-from .db import get_store
+from . import timefmt
 from .errors import ConflictError, InvalidInput
-from .fragments import wants_fragment
-from .views import dashboard
+from .pipelines import DEFAULT_PIPELINE, PIPELINE_TYPES, validate_type
+from .text import MAX_NAME, MAX_REASON, clean_text
 
-bp = Blueprint("changes", __name__)
+SOURCES = ("cli", "web", "api")
+UNMANAGED = "not a type this tool manages"
+MAX_METADATA_DEPTH = 32  # deeper JSON from another tool is kept as text, never walked
 
 
-@bp.before_request
-def refuse_anonymous():
-    """Refuse writes (403) from anyone who is not a logged-in operator."""
-    if request.method != "POST" or current_operator():
-        return None
-    message = (
-        "The dashboard is read-only: no operator accounts are configured."
-        if not accounts_configured()
-        else "Sign in as an operator to change the pipeline."
+@dataclass(frozen=True)
+class Change:
+    """One row of ``pipeline_config`` (or the never-set default when ``id`` is None).
+
+    Rows may come from other tools: ``pipeline_type`` may be unknown or None, ``updated_at`` may
+    not be a time (``updated_at_text`` keeps what the row holds), metadata may be anything.
+    """
+
+    id: int | None
+    pipeline_type: str | None
+    bucket: str | None
+    updated_at: datetime | None
+    updated_by: str | None
+    metadata: dict = field(default_factory=dict)
+    updated_at_text: str | None = None
+
+    @property
+    def is_default(self) -> bool:
+        return self.id is None
+
+    @property
+    def managed(self) -> bool:
+        """True when the type is one of ours (else: written by another tool, no bucket)."""
+        return self.pipeline_type in PIPELINE_TYPES
+
+    @property
+    def version(self) -> int:
+        """The id a compare-and-set must name to replace this change (0 when never set)."""
+        return self.id or 0
+
+    @property
+    def reason(self) -> str | None:
+        return _text(self.metadata.get("reason"))
+
+    @property
+    def source(self) -> str | None:
+        return _text(self.metadata.get("source"))
+
+    @property
+    def previous(self) -> str | None:
+        return _text(self.metadata.get("previous"))
+
+    @property
+    def reverts_to(self):
+        return self.metadata.get("reverts_to")
+
+    @property
+    def type_label(self) -> str:
+        """The type as shown to people: an unknown one says so."""
+        if self.managed:
+            return self.pipeline_type
+        shown = "(none)" if self.pipeline_type is None else repr(self.pipeline_type)
+        return f"{shown} ({UNMANAGED})"
+
+    def to_dict(self) -> dict:
+        """Return the JSON record shared by the CLI, the API, exports and webhooks."""
+        return {
+            "id": self.id,
+            "pipeline_type": self.pipeline_type,
+            "bucket": self.bucket,
+            "managed": self.managed,
+            "updated_at": timefmt.iso(self.updated_at) or self.updated_at_text,
+            "updated_by": self.updated_by,
+            "metadata": self.metadata,
+            "default": self.is_default,
+        }
+
+
+@dataclass(frozen=True)
+class SetResult:
+    """What a set did: the change now current, and whether a row was written."""
+
+    change: Change
+    changed: bool
+
+    def to_dict(self) -> dict:
+        return {**self.change.to_dict(), "changed": self.changed}
+
+
+@dataclass(frozen=True)
+class ChangeRequest:
+    """A validated wish to make ``pipeline_type`` current (see :func:`request_change`)."""
+
+    pipeline_type: str
+    updated_by: str
+    reason: str | None
+    source: str
+    expect_id: int | None
+    reverts_to: int | None = None
+
+
+def request_change(
+    pipeline_type,
+    *,
+    updated_by,
+    reason=None,
+    source="cli",
+    expect_id=None,
+    reverts_to=None,
+    require_reason=False,
+) -> ChangeRequest:
+    """Check every input of a change; raise :class:`InvalidInput` naming the first bad one."""
+    pipeline_type = validate_type(pipeline_type)
+    updated_by = clean_text(updated_by, "operator name", MAX_NAME, required=True)
+    reason = clean_text(reason, "reason", MAX_REASON, required=require_reason)
+    if source not in SOURCES:
+        raise InvalidInput(f"invalid source {source!r}: choose one of {', '.join(SOURCES)}")
+    if expect_id is not None and (
+        isinstance(expect_id, bool) or not isinstance(expect_id, int) or expect_id < 0
+    ):
+        raise InvalidInput(f"expected id must be a whole number ≥ 0 (got {expect_id!r})")
+    return ChangeRequest(pipeline_type, updated_by, reason, source, expect_id, reverts_to)
+
+
+def must_insert(request: ChangeRequest, current: Change) -> bool:
+    """Decide: True to insert a row, False for a no-op; raise ConflictError on a stale base.
+
+    The compare-and-set is checked first: a caller that saw another version learns of it even
+    when the type it wants happens to be current.
+    """
+    if request.expect_id is not None and current.version != request.expect_id:
+        raise ConflictError(describe_conflict(request.expect_id, current), current)
+    return current.is_default or current.pipeline_type != request.pipeline_type
+
+
+def next_timestamp(clock: datetime, newest: datetime | None) -> datetime:
+    """Return the time to store: the clock, unless the newest row is not earlier (ties, a clock
+    that went back, a row from the future); then one millisecond after that row. So readers that
+    order by ``updated_at`` agree with readers that order by id, for every row we write."""
+    clock = clock.replace(microsecond=clock.microsecond // 1000 * 1000)
+    if newest is None or clock > newest:
+        return clock
+    newest = newest.replace(microsecond=newest.microsecond // 1000 * 1000)
+    return newest + timefmt.ONE_MS
+
+
+def new_metadata(request: ChangeRequest, current: Change, clock: datetime, stamp: datetime):
+    """Return the metadata a new row records (``clock`` only when the stamp had to move)."""
+    metadata = {
+        "reason": request.reason,
+        "previous": None if current.is_default else current.pipeline_type,
+        "previous_id": current.id,
+        "source": request.source,
+    }
+    if request.reverts_to is not None:
+        metadata["reverts_to"] = request.reverts_to
+    if stamp != clock.replace(microsecond=clock.microsecond // 1000 * 1000):
+        metadata["clock"] = timefmt.iso(clock)
+    return metadata
+
+
+def default_change(buckets) -> Change:
+    return Change(None, DEFAULT_PIPELINE, buckets[DEFAULT_PIPELINE], None, None, {})
+
+
+def describe_conflict(expect_id: int, current: Change) -> str:
+    """Explain a compare-and-set refusal: what is current now, who set it and when."""
+    if current.is_default:
+        return f"pipeline changed since version {expect_id}: nothing has been set yet"
+    when = timefmt.iso(current.updated_at) or "an unknown time"
+    who = current.updated_by or "an unknown operator"
+    return (
+        f"pipeline changed since version {expect_id}: it is now {current.type_label} "
+        f"(change #{current.id}, set by {who} at {when}); nothing was written"
     )
-    return dashboard(get_store(), 403, step="denied", message=message)
 
 
-def applied(result, store):
-    """Report a write: the fresh panel for htmx, else flash and redirect (post/redirect/get)."""
-    change = result.change
-    message = (
-        f"Pipeline set to {change.pipeline_type}"
-        if result.changed
-        else f"Pipeline is already {change.pipeline_type}; nothing written"
-    )
-    if wants_fragment():
-        return dashboard(store, result=message, announce=message)
-    flash(message)
-    return redirect(url_for("dashboard.index"))
+def audit_record(change: Change) -> dict:
+    """Return the one-line audit record of a change we wrote."""
+    record = {
+        "event": "pipeline_change",
+        "id": change.id,
+        "who": change.updated_by,
+        "from": change.previous,
+        "to": change.pipeline_type,
+        "bucket": change.bucket,
+        "reason": change.reason,
+        "source": change.source,
+        "at": timefmt.iso(change.updated_at),
+    }
+    if change.reverts_to is not None:
+        record["reverts_to"] = change.reverts_to
+    return record
 
 
-def attempt(form, write, store, **panel):
-    """Run ``write()``; show a conflict (409) or a refused value (400) in the panel."""
+def parse_metadata(text) -> dict:
+    """Return the metadata as a JSON object that strict JSON can carry, whatever the row holds.
+
+    Not JSON, NaN or Infinity, numbers too large, nesting deeper than ``MAX_METADATA_DEPTH``:
+    kept as ``{"unparsed": text}``. JSON that is not an object: ``{"value": value}``.
+    """
+    if text is None or text == "":
+        return {}
+    if not isinstance(text, str):
+        text = text.decode("utf-8", "replace") if isinstance(text, bytes) else str(text)
     try:
-        return applied(write(), store)
-    except ConflictError as error:
-        return dashboard(store, 409, step="conflict", form=form, conflict=error, **panel)
-    except InvalidInput as error:
-        step = "confirm" if "target" in panel else "form"
-        return dashboard(store, 400, step=step, form=form, message=str(error), **panel)
+        value = json.loads(text, parse_constant=_refuse, parse_float=_finite_float)
+    except (ValueError, RecursionError):
+        return {"unparsed": text}
+    if (text.count("[") + text.count("{")) > MAX_METADATA_DEPTH and _depth(value) > (
+        MAX_METADATA_DEPTH
+    ):
+        return {"unparsed": text}
+    return value if isinstance(value, dict) else {"value": value}
 
 
-@bp.route("/change", methods=["GET", "POST"])
-def review():
-    """Check the change form and ask for confirmation (GET: the form, prefilled)."""
-    from .forms import ChangeForm
-
-    store = get_store()
-    if request.method == "GET":
-        form = ChangeForm(formdata=request.args)
-        form.expect_id.data = store.current().version  # always the state shown, never the URL's
-        return dashboard(store, form=form)
-    form = ChangeForm()
-    if not form.validate():
-        return dashboard(store, 422, form=form)
-    return dashboard(store, step="confirm", form=form)
+def _refuse(constant):
+    raise ValueError(f"{constant} is not JSON")
 
 
-@bp.post("/change/apply")
-def apply():
-    """Apply a reviewed change, unless the pipeline changed since it was reviewed."""
-    from .forms import ChangeForm
-
-    store, form = get_store(), ChangeForm()
-    if not form.validate():
-        return dashboard(store, 422, form=form)
-    return attempt(
-        form,
-        lambda: store.set(
-            form.pipeline_type.data,
-            updated_by=current_operator(),
-            reason=form.reason.data,
-            source="web",
-            expect_id=form.expect_id.data,
-        ),
-        store,
-    )
+def _finite_float(text):
+    value = float(text)
+    if not math.isfinite(value):
+        raise ValueError(f"{text} is out of range")
+    return value
 
 
-def revert_target(store, change_id):
-    target = store.get(change_id)
-    if target is None:
-        raise InvalidInput(f"no change #{change_id} to revert to")
-    return target
+def _depth(value) -> int:
+    deepest, stack = 0, [(value, 1)]
+    while stack:
+        item, depth = stack.pop()
+        deepest = max(deepest, depth)
+        if depth > MAX_METADATA_DEPTH:
+            break
+        children = item.values() if isinstance(item, dict) else item
+        if isinstance(item, dict | list):
+            stack.extend((child, depth + 1) for child in children if isinstance(child, dict | list))
+    return deepest
 
 
-@bp.post("/revert/<int:change_id>")
-def review_revert(change_id):
-    """Ask for confirmation before reverting to change ``change_id``."""
-    from .forms import RevertForm
-
-    store, form = get_store(), RevertForm()
-    target = revert_target(store, change_id)
-    if not form.validate():
-        return dashboard(store, 422, message="The revert form was incomplete; try again.")
-    return dashboard(store, step="confirm", form=form, target=target)
-
-
-@bp.post("/revert/<int:change_id>/apply")
-def apply_revert(change_id):
-    """Revert to change ``change_id`` as a new change, unless the pipeline changed meanwhile."""
-    from .forms import RevertForm
-
-    store, form = get_store(), RevertForm()
-    target = revert_target(store, change_id)
-    if not form.validate():
-        return dashboard(store, 422, step="confirm", form=form, target=target)
-    return attempt(
-        form,
-        lambda: store.revert(
-            target.id,
-            updated_by=current_operator(),
-            reason=form.reason.data or None,
-            source="web",
-            expect_id=form.expect_id.data,
-        ),
-        store,
-        target=target,
-    )
-
-
-def init_app(app) -> None:
-    app.register_blueprint(bp)
+def _text(value) -> str | None:
+    if value is None or isinstance(value, str):
+        return value
+    return json.dumps(value, ensure_ascii=False)

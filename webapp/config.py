@@ -4,9 +4,16 @@
 (a test keeps the two in step).
 """
 
+import math
 from collections import namedtuple
+from pathlib import Path
 
 from .errors import InvalidInput
+from .pipelines import bucket_map
+
+ROOT = Path(__file__).resolve().parent.parent
+#: The embedded demo database: the dashboard's default, named explicitly for CLI writes.
+EMBEDDED_DB = ROOT / "instance" / "pipeline.db"
 
 Setting = namedtuple("Setting", "env key default kind help")
 
@@ -16,7 +23,8 @@ SETTINGS = (
         "DB",
         None,
         "path",
-        "SQLite file to manage; must exist. Unset: an embedded database in `instance/`.",
+        "SQLite file to manage; must exist. Unset: the dashboard and CLI reads use the embedded "
+        "demo database `instance/pipeline.db`; CLI writes refuse to guess.",
     ),
     Setting(
         "PIPELINE_WRITE_TIMEOUT",
@@ -77,7 +85,7 @@ SETTINGS = (
         "REQUIRE_REASON",
         True,
         "bool",
-        "`0`: the change form accepts an empty reason.",
+        "`0`: a change may be made without a reason (form, API and CLI alike).",
     ),
     Setting(
         "PIPELINE_POLL_SECONDS",
@@ -102,6 +110,22 @@ SETTINGS = (
         "default 2).",
     ),
     Setting(
+        "PIPELINE_WORKER_THREADS",
+        "WORKER_THREADS",
+        8,
+        "int",
+        "Threads per gunicorn worker (`gthread`): a change waiting for a held lock blocks only "
+        "its own thread, and at most half of them may wait at once.",
+    ),
+    Setting(
+        "PIPELINE_WORKER_TIMEOUT",
+        "WORKER_TIMEOUT",
+        30.0,
+        "float",
+        "Seconds gunicorn lets a request run before restarting its worker; must exceed "
+        "`PIPELINE_WRITE_TIMEOUT` by 5 s.",
+    ),
+    Setting(
         "PIPELINE_GRACEFUL_TIMEOUT",
         "GRACEFUL_TIMEOUT",
         20.0,
@@ -115,13 +139,19 @@ _FALSE = {"0", "false", "no", "off", ""}
 
 
 def _convert(setting: Setting, raw: str):
+    if setting.kind == "int":
+        if not raw.strip().isascii() or not raw.strip().isdigit() or not 1 <= int(raw) <= 256:
+            raise InvalidInput(f"{setting.env} must be a whole number from 1 to 256 (got {raw!r})")
+        return int(raw)
     if setting.kind == "float":
         try:
-            value = float(raw)
+            value = float(raw) if raw.strip().isascii() else math.nan
         except ValueError:
-            raise InvalidInput(f"{setting.env} must be a number (got {raw!r})") from None
-        if value < 0:
-            raise InvalidInput(f"{setting.env} must not be negative (got {raw!r})")
+            value = math.nan
+        if not math.isfinite(value) or not 0 <= value <= 86400:
+            raise InvalidInput(
+                f"{setting.env} must be a number of seconds, 0 to 86400 (got {raw!r})"
+            )
         return value
     if setting.kind == "bool":
         if raw.strip().lower() in _TRUE:
@@ -155,3 +185,10 @@ def read_secret_file(path) -> str:
     if not secret:
         raise InvalidInput(f"PIPELINE_SECRET_KEY_FILE: {path} is empty")
     return secret
+
+
+def buckets_from(config) -> dict[str, str]:
+    """Return the type → bucket mapping that ``config``'s ``BUCKET_*`` settings give."""
+    return bucket_map(
+        {f"PIPELINE_{key}": value for key, value in config.items() if key.startswith("BUCKET_")}
+    )

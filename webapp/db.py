@@ -1,51 +1,40 @@
-"""Flask glue for the store: one :class:`PipelineStore` per app context, closed at teardown."""
+"""Flask glue for the store: one store per worker thread, opened on first use after the fork.
 
-from pathlib import Path
+The store checks on every use that the file at the path is still the one it opened (database.py)
+and reopens it otherwise, so a long-lived worker follows a restored backup without a restart.
+A per-process gate keeps waiting changes from taking more than half of a worker's threads.
+"""
 
-from flask import current_app, g
+import os
+import threading
 
-from .pipelines import bucket_map
+from flask import current_app
+
 from .store import PipelineStore
 
-DEFAULT_DB_NAME = "pipeline.db"
+EXTENSION = "pipeline.stores"
 
 
-def buckets_from_config(config) -> dict[str, str]:
-    """Return the bucket mapping with ``PIPELINE_BUCKET_*`` overrides from the app config."""
-    return bucket_map(
-        {f"PIPELINE_{key}": value for key, value in config.items() if key.startswith("BUCKET_")}
-    )
+class ThreadStores(threading.local):
+    """This thread's store, and the process it was opened in (never inherited across fork)."""
 
-
-def open_store(app, db_path=None) -> PipelineStore:
-    """Open a store on ``db_path``, else ``PIPELINE_DB``, else the embedded default database."""
-    path = db_path or app.config.get("DB")
-    create = False
-    if not path:
-        # The embedded default database is ours to create; any named path must already exist.
-        Path(app.instance_path).mkdir(parents=True, exist_ok=True)
-        path, create = Path(app.instance_path) / DEFAULT_DB_NAME, True
-    return PipelineStore(
-        path,
-        create=create,
-        write_timeout=app.config["WRITE_TIMEOUT"],
-        buckets=app.config["BUCKETS"],
-    )
+    store = None
+    pid = None
 
 
 def get_store() -> PipelineStore:
-    """Return this app context's store, opening it on first use."""
-    if "store" not in g:
-        g.store = open_store(current_app)
-    return g.store
-
-
-def close_store(exception=None) -> None:
-    store = g.pop("store", None)
-    if store is not None:
-        store.close()
+    """Return this worker thread's store, opening it on first use."""
+    app = current_app._get_current_object()
+    local, gate = app.extensions[EXTENSION]
+    if local.store is None or local.pid != os.getpid():
+        local.store = PipelineStore.from_settings(app.config, write_gate=gate)
+        local.pid = os.getpid()
+    return local.store
 
 
 def init_app(app) -> None:
-    app.config["BUCKETS"] = buckets_from_config(app.config)
-    app.teardown_appcontext(close_store)
+    threads = int(app.config.get("WORKER_THREADS") or 1)
+    # Changes that wait for a held lock may take at most half the threads: reads, probes and
+    # polls keep the others (README: "When the sensor writer holds the lock").
+    gate = threading.BoundedSemaphore(max(1, threads // 2))
+    app.extensions[EXTENSION] = (ThreadStores(), gate)

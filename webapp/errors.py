@@ -42,3 +42,25 @@ class DatabaseUnusable(PipelineError):
 
     exit_code = 5
     http_status = 503
+
+
+class ForeignTable(DatabaseUnusable):
+    """``pipeline_config`` exists with columns of another tool (README: "Troubleshooting")."""
+
+
+class UnknownPipelineType(PipelineError):
+    """The newest row names a type this tool does not manage (written by another tool).
+
+    Raised by :func:`webapp.uploader.active_pipeline`, so an uploader can hold its batch instead
+    of guessing a bucket. ``value`` is the stored value, exactly as read.
+    """
+
+    exit_code = 6
+    http_status = 500
+
+    def __init__(self, value):
+        super().__init__(
+            f"the current pipeline_config row names {value!r}, not a type this tool manages; "
+            "hold the batch and set a known type"
+        )
+        self.value = value

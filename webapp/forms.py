@@ -28,7 +28,7 @@ from wtforms.validators import (
 from wtforms.widgets import HiddenInput
 
 from .pipelines import DESCRIPTIONS, PIPELINE_TYPES
-from .store import MAX_REASON
+from .text import MAX_NAME, MAX_REASON
 
 
 class ChangeForm(FlaskForm):
@@ -55,7 +55,7 @@ class RevertForm(FlaskForm):
 
 
 class LoginForm(FlaskForm):
-    username = StringField("Operator", validators=[DataRequired(), Length(max=200)])
+    username = StringField("Operator", validators=[DataRequired(), Length(max=MAX_NAME)])
     password = PasswordField("Password", validators=[DataRequired()])
 
 
@@ -70,10 +70,11 @@ class HistoryFilterForm(FlaskForm):
         choices=[SelectChoice("", "any")] + [SelectChoice(name) for name in PIPELINE_TYPES],
         default="",
     )
-    operator = StringField("Operator", validators=[Optional(), Length(max=200)])
+    operator = StringField("Operator", validators=[Optional(), Length(max=MAX_NAME)])
     since = DateTimeLocalField("From (UTC)", validators=[Optional()])
     until = DateTimeLocalField("Until (UTC)", validators=[Optional()])
-    page = IntegerField(widget=HiddenInput(), default=1, validators=[Optional(), NumberRange(1)])
+    before = IntegerField(widget=HiddenInput(), validators=[Optional(), NumberRange(0, 2**63 - 1)])
+    after = IntegerField(widget=HiddenInput(), validators=[Optional(), NumberRange(0, 2**63 - 1)])
 
     def filters(self) -> dict:
         """Return the store filters these fields select (times are read as UTC)."""
@@ -83,6 +84,14 @@ class HistoryFilterForm(FlaskForm):
             "since": _utc(self.since.data),
             "until": _utc(self.until.data),
         }
+
+    def cursors(self) -> dict:
+        """Return the keyset cursor of the page asked for (``before`` wins over ``after``)."""
+        if self.before.data is not None:
+            return {"before": self.before.data}
+        if self.after.data is not None:
+            return {"after": self.after.data}
+        return {}
 
 
 def _utc(moment: datetime | None) -> datetime | None:

@@ -30,13 +30,20 @@ DESCRIPTIONS = {
 BUCKET_ENV_PREFIX = "PIPELINE_BUCKET_"
 
 
-def validate_type(value) -> str:
-    """Return ``value`` as a pipeline type, or raise :class:`InvalidInput` naming the valid ones."""
-    if isinstance(value, str) and value in PIPELINE_TYPES:
+def validate_type(value, accepted=PIPELINE_TYPES) -> str:
+    """Return ``value`` as a pipeline type, or raise :class:`InvalidInput` naming the valid ones.
+
+    ``accepted`` narrows the choice further when a table's CHECK allows fewer of our types.
+    """
+    if isinstance(value, str) and value in PIPELINE_TYPES and value in accepted:
         return value
-    raise InvalidInput(
-        f"invalid pipeline type {value!r}: choose one of {', '.join(PIPELINE_TYPES)}"
-    )
+    shown = repr(value) if isinstance(value, str) and value.isprintable() else "given"
+    if isinstance(value, str) and value in PIPELINE_TYPES:
+        raise InvalidInput(
+            f"pipeline type {shown} is refused by this database's pipeline_config table, "
+            f"which accepts only: {', '.join(accepted) or 'none of ours'}"
+        )
+    raise InvalidInput(f"invalid pipeline type {shown}: choose one of {', '.join(PIPELINE_TYPES)}")
 
 
 def bucket_map(environ: Mapping[str, str] | None = None) -> dict[str, str]:

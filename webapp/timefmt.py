@@ -1,22 +1,68 @@
-"""Time formatting for templates: ISO 8601 in UTC, and "how long ago"."""
+"""Time as this tool stores, reads and shows it. No Flask, no SQL.
 
-from datetime import UTC, datetime
+Stored: ``YYYY-MM-DD HH:MM:SS.SSS`` in UTC, the text form of SQLite's ``CURRENT_TIMESTAMP`` with
+milliseconds (text comparison then orders it correctly against whole-second rows). Read: that, or
+any ISO 8601 form, or Unix seconds, since other tools write the table too. Shown: ISO 8601 UTC.
+"""
 
-from .store import iso_utc
+from datetime import UTC, datetime, timedelta
 
 UNITS = (("day", 86400), ("hour", 3600), ("minute", 60), ("second", 1))
+ONE_MS = timedelta(milliseconds=1)
+# Unix seconds a row may plausibly hold (1970 to 2100); other numbers are not times.
+UNIX_RANGE = (0, 4_102_444_800)
 
 
-def iso(moment: datetime | None) -> str:
-    """Return ``moment`` as ISO 8601 UTC, or an empty string."""
-    return iso_utc(moment) or ""
+def stored(moment: datetime) -> str:
+    """Format ``moment`` as stored in ``updated_at``: UTC, milliseconds."""
+    moment = moment.astimezone(UTC)
+    return moment.strftime("%Y-%m-%d %H:%M:%S.") + f"{moment.microsecond // 1000:03d}"
+
+
+def bound(moment: datetime) -> str:
+    """Format a filter bound so text comparison treats whole-second and millisecond rows alike.
+
+    ``'… 10:00:00' < '… 10:00:00.000'`` as text, so a bound on a whole second is written without
+    milliseconds: both forms of that second then compare as not earlier than it.
+    """
+    moment = moment.astimezone(UTC) if moment.tzinfo else moment
+    if moment.microsecond // 1000 == 0:
+        return moment.strftime("%Y-%m-%d %H:%M:%S")
+    return stored(moment)
+
+
+def parse(value) -> datetime | None:
+    """Read an ``updated_at`` value as an aware UTC datetime, or None if it is not a time."""
+    if value is None or isinstance(value, bool):
+        return None
+    if isinstance(value, int | float):
+        if not UNIX_RANGE[0] <= value <= UNIX_RANGE[1]:  # NaN fails both comparisons
+            return None
+        return datetime.fromtimestamp(value, UTC)
+    text = str(value).strip()
+    if text.endswith(("Z", "z")):
+        text = text[:-1] + "+00:00"
+    try:
+        moment = datetime.fromisoformat(text)
+    except ValueError:
+        return None
+    return moment.astimezone(UTC) if moment.tzinfo else moment.replace(tzinfo=UTC)
+
+
+def iso(moment: datetime | None) -> str | None:
+    """Format ``moment`` as ISO 8601 UTC with milliseconds and ``Z`` (sorts as text, too)."""
+    if moment is None:
+        return None
+    return moment.astimezone(UTC).isoformat(timespec="milliseconds").replace("+00:00", "Z")
 
 
 def ago(moment: datetime | None, now: datetime | None = None) -> str:
     """Return a rough age such as "5 minutes ago" (largest unit only)."""
     if moment is None:
-        return "never"
+        return "unknown time"
     seconds = int(((now or datetime.now(UTC)) - moment).total_seconds())
+    if seconds < -5:
+        return "in the future"
     if seconds < 5:
         return "just now"
     for unit, size in UNITS:

@@ -10,11 +10,11 @@ from datetime import datetime, timedelta
 WIDTH = 1000  # SVG user units; the viewBox scales it to the page
 MIN_WIDTH = 4  # SVG units: about half a percent of the bar
 LABEL_MARGIN = 30  # SVG units: a centred label closer to an edge than this would be cut off
-MAX_CHANGES = 5000  # more changes than this in one window would be unreadable anyway
+MAX_CHANGES = 200  # drawn per window: bounded work whatever the history holds
 
 Segment = namedtuple("Segment", "pipeline_type start end x width change")
 Tick = namedtuple("Tick", "x label")
-Timeline = namedtuple("Timeline", "name title start end segments ticks")
+Timeline = namedtuple("Timeline", "name title start end segments ticks clipped")
 
 WINDOWS = (
     ("day", "Last 24 hours", timedelta(hours=24), timedelta(hours=6), "%H:%M"),
@@ -29,12 +29,14 @@ def _x(moment: datetime, start: datetime, span: timedelta) -> float:
 def build(store, now: datetime, name, title, span, step, label) -> Timeline:
     """Return the timeline of the window ``[now - span, now]``."""
     start = now - span
-    changes = [store.active_at(start)]
-    inside = store.history(limit=MAX_CHANGES, since=start)  # "until now" would drop this second
+    inside = store.window(start, MAX_CHANGES + 1)  # newest first; "until now" would drop now
+    clipped = len(inside) > MAX_CHANGES
+    # Clipped: the oldest change read stands for the state before the ones drawn.
+    changes = [inside.pop()] if clipped else [store.active_at(start)]
     changes += [c for c in reversed(inside) if c.id != changes[0].id]
     segments = []
     for index, change in enumerate(changes):
-        begin = max(change.updated_at or start, start)
+        begin = min(max(change.updated_at or start, start), now)  # a row from the future: now
         end = changes[index + 1].updated_at if index + 1 < len(changes) else now
         end = min(max(end or begin, begin), now)
         x, width = _x(begin, start, span), _x(end, start, span) - _x(begin, start, span)
@@ -54,7 +56,7 @@ def build(store, now: datetime, name, title, span, step, label) -> Timeline:
         if LABEL_MARGIN <= x <= WIDTH - LABEL_MARGIN:
             ticks.append(Tick(x, moment.strftime(label)))
         moment += step
-    return Timeline(name, title, start, now, segments, ticks)
+    return Timeline(name, title, start, now, segments, ticks, clipped)
 
 
 def timelines(store, now: datetime) -> list[Timeline]:

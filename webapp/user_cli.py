@@ -4,13 +4,17 @@ import sys
 
 import click
 from flask import current_app
+from flask.cli import AppGroup
 
 from . import accounts
 from .cli import OneLineUsageErrors, reports_errors
 
-user_cli = OneLineUsageErrors(
-    "user", help="Manage operator accounts (the PIPELINE_USERS_FILE htpasswd)."
-)
+
+class UserGroup(OneLineUsageErrors, AppGroup):
+    """``flask user``: one-line usage errors, commands run inside the app context."""
+
+
+user_cli = UserGroup("user", help="Manage operator accounts (the PIPELINE_USERS_FILE htpasswd).")
 
 
 @user_cli.command("add")

@@ -1,0 +1,109 @@
+"""The Flask factory: settings from ``PIPELINE_*`` variables, the secret-key policy, and one
+``setup_*`` call per part of the web app (each imports its heavy parts lazily)."""
+
+import os
+import secrets
+
+import click
+from flask import Flask
+
+from .config import ROOT, load_settings
+from .errors import InvalidInput
+
+
+class ConfigError(RuntimeError):
+    """The app cannot start safely with this configuration."""
+
+
+def create_app(test_config=None) -> Flask:
+    """Build the app: settings from ``PIPELINE_*`` variables, then ``test_config``."""
+    app = Flask(
+        "webapp",
+        instance_path=os.path.join(ROOT, "instance"),
+        template_folder=os.path.join(ROOT, "templates"),
+        static_folder=os.path.join(ROOT, "static"),
+    )
+    app.config.update(settings_from_environment())
+    if test_config:
+        app.config.update(test_config)
+    setup_secret_key(app)
+    setup_store(app)
+    setup_cli(app)
+    setup_web(app)
+    setup_health(app)
+    return app
+
+
+def settings_from_environment() -> dict:
+    """Return the ``PIPELINE_*`` settings; a bad value is one ``Error:`` line under the CLI."""
+    try:
+        return load_settings(os.environ)
+    except InvalidInput as error:
+        if click.get_current_context(silent=True) is None:
+            raise ConfigError(str(error)) from None  # gunicorn: refuse to boot, say why
+        from .cli import click_error
+
+        raise click_error(error) from None  # flask CLI: one line, never a traceback
+
+
+def is_development(app) -> bool:
+    return app.debug or app.testing or app.config.get("ENV") == "development"
+
+
+def setup_secret_key(app) -> None:
+    """Require PIPELINE_SECRET_KEY when serving outside development.
+
+    Several gunicorn workers must share one key, or sessions and CSRF tokens signed by one worker
+    fail in another; a per-process random key is only acceptable in development.
+    """
+    if app.config.get("SECRET_KEY"):
+        return
+    app.config["SECRET_KEY"] = secrets.token_hex(32)
+    if is_development(app):
+        return
+    if click.get_current_context(silent=True) is None:
+        # Imported by a WSGI server (gunicorn): refuse to start.
+        raise ConfigError(
+            "PIPELINE_SECRET_KEY is not set: refusing to start outside development "
+            "(generate one with: python3 -c 'import secrets; print(secrets.token_hex(32))')"
+        )
+    # Under the flask CLI: `flask pipeline ...` needs no key, but `flask run` must not serve.
+    app.config["MISSING_SECRET_KEY"] = True
+
+
+def setup_store(app) -> None:
+    from . import db
+
+    db.init_app(app)
+
+
+def setup_cli(app) -> None:
+    from .cli import pipeline_cli
+    from .user_cli import user_cli
+
+    app.cli.add_command(pipeline_cli)
+    app.cli.add_command(user_cli)
+
+
+def setup_web(app) -> None:
+    """Register the dashboard, history, login, change flows and JSON API."""
+    from htmx_flask import Htmx
+
+    from . import api, auth, change_flow, dashboard, history, render, security
+
+    Htmx(app)  # request.htmx: the HX-* request headers, parsed
+    security.init_app(app)
+    auth.init_app(app)
+    render.init_app(app)
+    dashboard.init_app(app)
+    history.init_app(app)
+    change_flow.init_app(app)
+    api.init_app(app)
+
+
+def setup_health(app) -> None:
+    """Register /healthz, /readyz (health.py) and /metrics (metrics.py)."""
+    from . import health, metrics
+
+    health.init_app(app)
+    metrics.init_app(app)

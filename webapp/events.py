@@ -1,0 +1,38 @@
+"""What the store reports as it works: write-contention counters and the audit log. No Flask.
+
+Counters are per process; listeners (the web's metrics) are told of each increment so that
+gunicorn workers can sum them. The audit log is one JSON line per change we wrote.
+"""
+
+import json
+import logging
+import threading
+
+from .changes import Change, audit_record
+
+#: Per-process counters of write contention.
+STATS = {"write_retries": 0, "busy_failures": 0}
+_lock = threading.Lock()
+_listeners = []
+
+#: One JSON line per change (who, from, to, reason, source, id), for the platform's log pipeline.
+AUDIT_LOG = logging.getLogger("pipeline.audit")
+
+
+def on_stat(listener) -> None:
+    """Call ``listener(name)`` each time a ``STATS`` counter grows."""
+    if listener not in _listeners:
+        _listeners.append(listener)
+
+
+def bump(name: str) -> None:
+    with _lock:
+        STATS[name] += 1
+    for listener in _listeners:
+        listener(name)
+
+
+def log_change(change: Change) -> None:
+    """Log ``change`` as one JSON line on ``pipeline.audit`` (after its commit: it happened)."""
+    if AUDIT_LOG.isEnabledFor(logging.INFO):
+        AUDIT_LOG.info(json.dumps(audit_record(change), ensure_ascii=False, allow_nan=False))
