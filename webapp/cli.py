@@ -317,10 +317,11 @@ def history_command(ctx, limit, show_all, output_format, as_json):
             write_csv(changes, sys.stdout)
             return
         click.echo(database_line(store))
-        shown = 0
-        for shown, change in enumerate(changes, 1):
+        empty = True
+        for change in changes:
             click.echo(describe(change))
-        if not shown:
+            empty = False
+        if empty:
             click.echo("no changes yet: the uploader uses the default pipeline (raw)")
 
 
