@@ -286,14 +286,9 @@ def check_result(where, args, result):
 
 
 def pipeline_manager():
-    """Return ``webapp.cli:main``, the ``pipeline-manager`` console script, or skip without it."""
-    try:
-        from webapp.cli import main
-    except ImportError as error:
-        pytest.skip(
-            f"webapp.cli:main (the `pipeline-manager` console script) is not importable yet, "
-            f"so its commands cannot run: {error}"
-        )
+    """Return ``webapp.cli:main``, the ``pipeline-manager`` console script."""
+    from webapp.cli import main
+
     assert isinstance(main, click.Group), "webapp.cli:main should be the click group it runs"
     return main
 

@@ -6,11 +6,8 @@ import json
 import multiprocessing
 import os
 import re
-import shlex
 import socket
 import sqlite3
-import subprocess
-import sys
 import threading
 import urllib.error
 import urllib.parse
@@ -20,7 +17,7 @@ import bcrypt
 import pytest
 import workers
 from conftest import make_sensor_db
-from live import ROOT, LiveServer
+from live import LiveServer
 from prometheus_client.parser import text_string_to_metric_families
 
 from webapp.store import PipelineStore
@@ -109,20 +106,6 @@ def test_readiness_turns_503_when_the_database_becomes_unusable(db_path):
         assert not db_path.exists()  # readiness never creates it
         make_sensor_db(db_path)
         assert request(server.url + "/readyz")[0] == 200
-
-
-def test_the_image_healthcheck_command_asks_the_server(db_path):
-    (line,) = [
-        line for line in (ROOT / "Dockerfile").read_text().splitlines() if "CMD python -c" in line
-    ]
-    command = shlex.split(line.split("CMD", 1)[1])
-    assert command[:2] == ["python", "-c"]
-    with LiveServer(db_path, workers=1) as server:
-        env = {**os.environ, "PIPELINE_BIND": f"0.0.0.0:{server.port}"}
-        healthy = subprocess.run([sys.executable, *command[1:]], env=env, capture_output=True)
-        assert healthy.returncode == 0, healthy.stderr
-    unhealthy = subprocess.run([sys.executable, *command[1:]], env=env, capture_output=True)
-    assert unhealthy.returncode != 0
 
 
 def test_busy_failures_are_summed_whichever_worker_is_scraped(db_path, tmp_path):
