@@ -49,12 +49,40 @@
   });
 
   // A poll found a newer change: move the change form's base version to it, so a reason being
-  // typed survives and is reviewed against what the page now shows. The confirmation step keeps
-  // the version the operator reviewed: applying it after a change shows the conflict.
+  // typed survives and is reviewed against what the page now shows, and move the "(current)"
+  // mark to the type now in force (none for a type this tool does not manage). The choice is
+  // left alone. The confirmation step keeps the version the operator reviewed: applying it
+  // after a change shows the conflict.
+  var MARK = / \((current|default: never set)\)$/;
   document.body.addEventListener("pipeline-changed", function (event) {
+    var detail = event.detail || {};
     var input = document.querySelector('#change-form input[name="expect_id"]');
-    if (input && event.detail && typeof event.detail.id === "number") {
-      input.value = String(event.detail.id);
+    if (input && typeof detail.id === "number") {
+      input.value = String(detail.id);
+    }
+    document.querySelectorAll('#change-form select[name="pipeline_type"] option').forEach(
+      function (option) {
+        var label = option.textContent.replace(MARK, "");
+        if (option.value && option.value === detail.type) {
+          label += " (current)";
+        }
+        if (option.textContent !== label) {
+          option.textContent = label;
+        }
+      }
+    );
+  });
+
+  // A step swapped into the change panel (a field to correct, confirmation, conflict, result)
+  // takes the focus, so keyboard and screen-reader users land on it wherever the button was.
+  document.addEventListener("htmx:afterSwap", function (event) {
+    var target = event.detail && event.detail.target;
+    if (!target || target.id !== "change-panel") {
+      return;
+    }
+    var focus = target.querySelector('[aria-invalid="true"], [data-focus]');
+    if (focus) {
+      focus.focus();
     }
   });
 
@@ -66,6 +94,9 @@
     var seconds = Math.floor((Date.now() - Date.parse(iso)) / 1000);
     if (isNaN(seconds)) {
       return null;
+    }
+    if (seconds < -5) {
+      return "in the future";
     }
     if (seconds < 5) {
       return "just now";

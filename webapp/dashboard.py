@@ -3,7 +3,7 @@
 from datetime import UTC, datetime
 
 import htmx_flask
-from flask import Blueprint, current_app, render_template, request
+from flask import Blueprint, current_app, render_template, request, url_for
 
 from .db import get_store
 from .render import render
@@ -33,8 +33,10 @@ def dashboard(store, status=200, **panel):
     from .forms import ChangeForm
 
     context = live_context(store, panel.pop("announce", None))
+    current = context["current"]
     if "form" not in panel:
-        panel["form"] = ChangeForm(formdata=None, expect_id=context["current"].version)
+        panel["form"] = ChangeForm(formdata=None, expect_id=current.version, current=current)
+    panel.setdefault("back", url_for("dashboard.index"))
     poll = max(current_app.config["POLL_SECONDS"], 0.2)
     # A poll slower than two intervals counts as "not answering".
     context.update(panel, poll_seconds=poll, poll_timeout_ms=int(max(2.0, 2 * poll) * 1000))
@@ -60,10 +62,12 @@ def poll():
     current = context["current"]  # what the fragments show, even if yet another change landed
     who = current.updated_by or "an unknown operator"
     context["announce"] = f"Pipeline changed to {current.type_label} by {who}"
-    # The trigger makes app.js move the change form's base version; the typed reason stays.
+    # The trigger makes app.js move the change form's base version and its "(current)" mark;
+    # the choice and the typed reason stay.
+    changed = {"id": current.version, "type": current.pipeline_type if current.managed else None}
     return htmx_flask.make_response(
         render_template("partials/_live.html", oob_live=True, **context),
-        trigger={"pipeline-changed": {"id": current.version}},
+        trigger={"pipeline-changed": changed},
     )
 
 
@@ -74,7 +78,8 @@ def timeline():
 
     store = get_store()
     context = {"timelines": timelines(store, datetime.now(UTC)), "current": store.current()}
-    return render("timeline.html", "partials/_timeline.html", **context)
+    # The page's own h1 names it: the fragment's heading would repeat it.
+    return render("timeline.html", "partials/_timeline.html", standalone=True, **context)
 
 
 def init_app(app) -> None:

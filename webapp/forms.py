@@ -1,7 +1,8 @@
 """Flask-WTF forms: change, revert, login, and the history filters.
 
 Every form carries a CSRF token; ``updated_by`` is never a field (it is the logged-in operator).
-Imported only by views, inside requests: WTForms is not needed to start the CLI.
+Reasons follow the store's text rules (webapp/text.py), so a refusal is a field message before
+anything is reviewed. Imported only by views, inside requests: the CLI starts without WTForms.
 """
 
 from datetime import UTC, datetime
@@ -10,12 +11,12 @@ from flask import current_app
 from flask_wtf import FlaskForm
 from wtforms import (
     DateTimeLocalField,
+    HiddenField,
     IntegerField,
     PasswordField,
     SelectChoice,
     SelectField,
     StringField,
-    TextAreaField,
 )
 from wtforms.validators import (
     DataRequired,
@@ -24,34 +25,91 @@ from wtforms.validators import (
     NumberRange,
     Optional,
     StopValidation,
+    ValidationError,
 )
 from wtforms.widgets import HiddenInput
 
+from .errors import InvalidInput
 from .pipelines import DESCRIPTIONS, PIPELINE_TYPES
-from .text import MAX_NAME, MAX_REASON
+from .text import MAX_NAME, MAX_REASON, clean_text
+
+CURRENT_MARK = " (current)"
+DEFAULT_MARK = " (default: never set)"  # may be recorded as a first, deliberate choice
+
+
+def type_choices(current=None) -> list[SelectChoice]:
+    """Return the pipeline choices: no preselection (a placeholder first), the type in force
+    marked "(current)" in words (static/app.js moves the mark when a poll sees a change)."""
+    choices = [SelectChoice("", "Choose a pipeline…")]
+    for name in PIPELINE_TYPES:
+        label = f"{name} — {DESCRIPTIONS[name]}"
+        if current is not None and name == current.pipeline_type:
+            label += DEFAULT_MARK if current.is_default else CURRENT_MARK
+        choices.append(SelectChoice(name, label))
+    return choices
+
+
+def check_reason(field, required: bool) -> None:
+    """Apply the store's text rules to a reason; a refusal names the field."""
+    try:
+        clean_text(field.data, "reason", MAX_REASON, required=required)
+    except InvalidInput as error:
+        raise StopValidation(str(error)) from None
 
 
 class ChangeForm(FlaskForm):
-    """Switch the pipeline; ``expect_id`` is the change the form was rendered from."""
+    """Switch the pipeline; ``expect_id`` is the change the form was rendered from.
+
+    ``current`` (the change in force) is marked in the choices; choosing its type again on top
+    of it is refused, since it would change nothing.
+    """
 
     pipeline_type = SelectField(
         "New pipeline",
-        choices=[SelectChoice(name, f"{name} — {DESCRIPTIONS[name]}") for name in PIPELINE_TYPES],
-        validators=[InputRequired()],
+        choices=type_choices(),
+        validators=[InputRequired("Choose the new pipeline.")],
     )
-    reason = TextAreaField("Reason", validators=[Length(max=MAX_REASON)])
+    reason = StringField("Reason", validators=[Length(max=MAX_REASON)])
     expect_id = IntegerField(widget=HiddenInput(), validators=[InputRequired(), NumberRange(0)])
+
+    def __init__(self, *args, current=None, **kwargs):
+        super().__init__(*args, **kwargs)
+        self.current = current
+        self.pipeline_type.choices = type_choices(current)
+
+    def validate_pipeline_type(self, field):
+        current = self.current
+        # Refused only on the base it was chosen on: on a stale base the store answers with the
+        # conflict, which says who changed what meanwhile.
+        if (
+            current is not None
+            and not current.is_default
+            and field.data == current.pipeline_type
+            and self.expect_id.data == current.version
+        ):
+            raise ValidationError(
+                f"{field.data} is already the current pipeline (change #{current.id}): "
+                "choose another one."
+            )
 
     def validate_reason(self, field):
         if current_app.config.get("REQUIRE_REASON", True) and not (field.data or "").strip():
             raise StopValidation("Say why: the reason is kept in the history.")
+        check_reason(field, required=False)
 
 
 class RevertForm(FlaskForm):
-    """Make an earlier change's pipeline current again, on top of ``expect_id``."""
+    """Make an earlier change's pipeline current again, on top of ``expect_id``.
 
-    reason = TextAreaField("Reason", validators=[Length(max=MAX_REASON)])
+    ``next`` is the page the revert started from (the dashboard or /history with its filters).
+    """
+
+    reason = StringField("Reason", validators=[Length(max=MAX_REASON)])
     expect_id = IntegerField(widget=HiddenInput(), validators=[InputRequired(), NumberRange(0)])
+    next = HiddenField()
+
+    def validate_reason(self, field):
+        check_reason(field, required=False)  # the store records "revert to change #N" if empty
 
 
 class LoginForm(FlaskForm):

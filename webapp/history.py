@@ -3,7 +3,7 @@ streamed exports."""
 
 import itertools
 
-from flask import Blueprint, current_app, request, stream_with_context
+from flask import Blueprint, current_app, request, stream_with_context, url_for
 
 from .db import get_store
 from .errors import InvalidInput
@@ -14,27 +14,30 @@ bp = Blueprint("history", __name__)
 
 PAGE_SIZE = 25
 COUNT_UP_TO = 1000  # a full count is a scan: more than this is shown as "more than 1000"
+FILTERS = ("pipeline_type", "operator", "since", "until")
 
 
-def history_query():
-    """Return (filter form, store filters, valid) from the query string; bad values are dropped."""
+def history_query(args):
+    """Return (filter form, store filters, valid) from query ``args``; bad values are dropped."""
     from .forms import HistoryFilterForm
 
-    form = HistoryFilterForm(formdata=request.args)
+    form = HistoryFilterForm(formdata=args)
     valid = form.validate()
     return form, (form.filters() if valid else {}), valid
 
 
-@bp.get("/history")
-def index():
-    """List every change, newest first, filtered by type, operator and time range."""
-    store = get_store()
-    form, filters, valid = history_query()
+def history_url(args) -> str:
+    """Return /history with the filters of ``args`` (newest page first: no cursor)."""
+    return url_for("history.index", **{name: args[name] for name in FILTERS if args.get(name)})
+
+
+def history_page(store, args, status=200, **panel):
+    """Render /history for query ``args``, with a change panel (a revert step) when given."""
+    form, filters, valid = history_query(args)
     cursors = form.cursors() if valid else {}
     page = store.page(PAGE_SIZE, **cursors, **filters)
-    args = {k: v for k, v in request.args.items() if k not in ("before", "after") and v}
     context = {
-        "form": form,
+        "filter_form": form,
         "changes": page.changes,
         "older": page.older,
         "newer": page.newer,
@@ -42,17 +45,28 @@ def index():
         "current": store.current(),
         "total": store.count(COUNT_UP_TO, **filters),
         "count_limit": COUNT_UP_TO,
-        "args": args,
+        "args": {k: v for k, v in args.items() if k not in ("before", "after") and v},
+        "here": history_url(args),  # where a revert started here comes back to
         "operators": store.operators(),
+        "buckets": store.buckets,
+        "show_panel": bool(panel),
     }
-    return render("history.html", "partials/_history.html", 200 if valid else 400, **context)
+    if not valid and not panel:
+        status = 400
+    return render("history.html", "partials/_history.html", status, **context, **panel)
+
+
+@bp.get("/history")
+def index():
+    """List every change, newest first, filtered by type, operator and time range."""
+    return history_page(get_store(), request.args)
 
 
 @bp.get("/history.<any(csv, json):fmt>")
 def export(fmt):
     """Download the filtered history as CSV or JSON (the CLI's records), streamed."""
     store = get_store()
-    form, filters, valid = history_query()
+    form, filters, valid = history_query(request.args)
     if not valid:
         raise InvalidInput("invalid filter: " + "; ".join(map(str, form.errors.values())))
     changes = store.iter_history(**filters)

@@ -9,6 +9,7 @@ plain browser load, a form post without JavaScript, a boosted link) wants the wh
 from flask import abort, current_app, render_template
 from htmx_flask import request  # flask's request, with the htmx headers as `request.htmx`
 
+from .changes import Change
 from .errors import PipelineError
 from .pipelines import DESCRIPTIONS
 from .timefmt import ago, iso
@@ -82,9 +83,21 @@ def page_globals() -> dict:
     }
 
 
+def utc(moment) -> str:
+    """Format an aware time for people: ``2026-11-25 10:00:00 UTC`` (``iso`` is for machines)."""
+    return iso(moment)[:19].replace("T", " ") + " UTC" if moment else ""
+
+
+def type_label(value) -> str:
+    """Show any stored type the way Change.type_label does (an unknown one says so)."""
+    return Change(None, value, None, None, None).type_label
+
+
 def init_app(app) -> None:
     app.before_request(refuse_without_secret)
     app.context_processor(page_globals)
     app.register_error_handler(PipelineError, pipeline_error)
     app.register_error_handler(400, bad_request)
-    app.jinja_env.filters.update(ago=ago, iso=lambda moment: iso(moment) or "")
+    app.jinja_env.filters.update(
+        ago=ago, iso=lambda moment: iso(moment) or "", utc=utc, type_label=type_label
+    )

@@ -2,23 +2,32 @@
 
 The store answers the two questions needed (what was in force at the window's start, and which
 changes happened inside it); this module only turns them into proportional segments and ticks.
+Positions are percentages of the bar, so the SVG needs no viewBox and its labels keep their
+size on a phone instead of shrinking with the drawing.
+
+Rows other tools wrote may name a type we do not manage (drawn as ``other``), hold no readable
+time (not drawn, listed), or a time in the future (drawn at now, flagged). The segment in force
+at "now" is always the current change (newest by id), as the uploader sees it.
 """
 
 from collections import namedtuple
 from datetime import datetime, timedelta
 
-WIDTH = 1000  # SVG user units; the viewBox scales it to the page
-MIN_WIDTH = 4  # SVG units: about half a percent of the bar
-LABEL_MARGIN = 30  # SVG units: a centred label closer to an edge than this would be cut off
+WIDTH = 100.0  # percent of the bar
+MIN_WIDTH = 0.4  # percent: a change of the last few minutes still shows
+LABEL_MARGIN = 10.0  # percent: a centred label closer to an edge would be cut off on a phone
 MAX_CHANGES = 200  # drawn per window: bounded work whatever the history holds
 
-Segment = namedtuple("Segment", "pipeline_type start end x width change")
-Tick = namedtuple("Tick", "x label")
-Timeline = namedtuple("Timeline", "name title start end segments ticks clipped")
+# kind: the change's type if we manage it, else "other" (never a stored value: it is a class).
+# note: None, "future" (dated after now, drawn at now) or "untimed" (current, time unreadable).
+Segment = namedtuple("Segment", "kind start end x width change note")
+# minor: hidden on narrow screens, where every label would not fit.
+Tick = namedtuple("Tick", "x label minor")
+Timeline = namedtuple("Timeline", "name title start end segments ticks clipped unplaced")
 
 WINDOWS = (
-    ("day", "Last 24 hours", timedelta(hours=24), timedelta(hours=6), "%H:%M"),
-    ("week", "Last 7 days", timedelta(days=7), timedelta(days=1), "%a %d"),
+    ("day", "Last 24 hours", timedelta(hours=24), timedelta(hours=6), "%H:%M UTC"),
+    ("week", "Last 7 days", timedelta(days=7), timedelta(days=1), "%a %d UTC"),
 )
 
 
@@ -26,40 +35,68 @@ def _x(moment: datetime, start: datetime, span: timedelta) -> float:
     return round(WIDTH * ((moment - start) / span), 2)
 
 
-def build(store, now: datetime, name, title, span, step, label) -> Timeline:
+def kind(change) -> str:
+    return change.pipeline_type if change.managed else "other"
+
+
+def build(store, now: datetime, current, name, title, span, step, label) -> Timeline:
     """Return the timeline of the window ``[now - span, now]``."""
     start = now - span
     inside = store.window(start, MAX_CHANGES + 1)  # newest first; "until now" would drop now
     clipped = len(inside) > MAX_CHANGES
     # Clipped: the oldest change read stands for the state before the ones drawn.
-    changes = [inside.pop()] if clipped else [store.active_at(start)]
-    changes += [c for c in reversed(inside) if c.id != changes[0].id]
+    first = inside.pop() if clipped else store.active_at(start)
+    later = [c for c in reversed(inside) if c.id != first.id]
+    unplaced = [c for c in later if c.updated_at is None and c.id != current.id]
+    changes = [first] + [c for c in later if c.updated_at is not None]
+    if changes[-1].id != current.id:
+        # The newest row by id is what the uploader applies now, whatever its time says.
+        changes = [c for c in changes if c.id != current.id] + [current]
     segments = []
     for index, change in enumerate(changes):
-        begin = min(max(change.updated_at or start, start), now)  # a row from the future: now
+        # No readable time: the state before the window if first, else in force from now.
+        begin = change.updated_at or (start if index == 0 else now)
+        begin = min(max(begin, start), now)
         end = changes[index + 1].updated_at if index + 1 < len(changes) else now
-        end = min(max(end or begin, begin), now)
+        end = min(max(end or now, begin), now)
         x, width = _x(begin, start, span), _x(end, start, span) - _x(begin, start, span)
-        # Drawn at least MIN_WIDTH wide (pulled left at the edge) so that a change of the last
-        # few minutes shows; later segments are drawn over earlier ones.
+        # Drawn at least MIN_WIDTH wide (pulled left at the edge); later segments are drawn
+        # over earlier ones.
         shown = max(width, MIN_WIDTH)
         shown_x = min(x, WIDTH - shown)
+        note = None
+        if change.updated_at is None and not change.is_default:
+            note = "untimed"
+        elif change.updated_at is not None and change.updated_at > now:
+            note = "future"
         segments.append(
-            Segment(change.pipeline_type, begin, end, round(shown_x, 2), round(shown, 2), change)
+            Segment(kind(change), begin, end, round(shown_x, 2), round(shown, 2), change, note)
         )
-    first_tick = start.replace(minute=0, second=0, microsecond=0) + step
-    if step >= timedelta(days=1):
-        first_tick = first_tick.replace(hour=0)
-    ticks, moment = [], first_tick
-    while moment < now:
-        x = _x(moment, start, span)
-        if LABEL_MARGIN <= x <= WIDTH - LABEL_MARGIN:
-            ticks.append(Tick(x, moment.strftime(label)))
+    return Timeline(
+        name, title, start, now, segments, ticks(start, now, span, step, label), clipped, unplaced
+    )
+
+
+def ticks(start: datetime, now: datetime, span: timedelta, step: timedelta, label) -> list[Tick]:
+    """Return the labelled ticks inside the window, on multiples of ``step`` from midnight."""
+    # Multiples of the step from midnight UTC (00:00, 06:00, ...; each midnight for days).
+    moment = start.replace(hour=0, minute=0, second=0, microsecond=0)
+    while moment <= start:
         moment += step
-    return Timeline(name, title, start, now, segments, ticks, clipped)
+    moments = []
+    while moment < now:
+        if LABEL_MARGIN <= _x(moment, start, span) <= WIDTH - LABEL_MARGIN:
+            moments.append(moment)
+        moment += step
+    crowded = len(moments) > 4
+    return [
+        Tick(_x(moment, start, span), moment.strftime(label), crowded and index % 2 == 1)
+        for index, moment in enumerate(moments)
+    ]
 
 
 def timelines(store, now: datetime) -> list[Timeline]:
     """Return the 24-hour and 7-day timelines ending at ``now`` (an aware UTC datetime)."""
     now = now.replace(microsecond=0)  # whole seconds: what the table stores and shows
-    return [build(store, now, *window) for window in WINDOWS]
+    current = store.current()
+    return [build(store, now, current, *window) for window in WINDOWS]
