@@ -121,7 +121,11 @@ def apply():
     from .forms import ChangeForm
 
     store = get_store()
-    form = ChangeForm(current=store.current())
+    try:
+        current = store.current()
+    except PipelineError:
+        current = None  # the write below fails alike and is reported with what was typed
+    form = ChangeForm(current=current)
     if not form.validate():
         return show(store, 422, form=form)
     return attempt(

@@ -69,7 +69,8 @@ class ChangeForm(FlaskForm):
         choices=type_choices(),
         validators=[InputRequired("Choose the new pipeline.")],
     )
-    reason = StringField("Reason", validators=[Length(max=MAX_REASON)])
+    # One line; the length and characters are checked by the store's rules (check_reason).
+    reason = StringField("Reason", render_kw={"maxlength": MAX_REASON})
     expect_id = IntegerField(widget=HiddenInput(), validators=[InputRequired(), NumberRange(0)])
 
     def __init__(self, *args, current=None, **kwargs):
@@ -104,7 +105,7 @@ class RevertForm(FlaskForm):
     ``next`` is the page the revert started from (the dashboard or /history with its filters).
     """
 
-    reason = StringField("Reason", validators=[Length(max=MAX_REASON)])
+    reason = StringField("Reason", render_kw={"maxlength": MAX_REASON})
     expect_id = IntegerField(widget=HiddenInput(), validators=[InputRequired(), NumberRange(0)])
     next = HiddenField()
 
