@@ -60,6 +60,37 @@ def http_status(*codes: int) -> re.Pattern:
     )
 
 
+def answered(*codes: int) -> re.Pattern:
+    """Both records of a deliberate 5xx answer: Chromium's console line and the watcher's own.
+
+    A 503 that the page shows with "Try again" (a held lock) is the expected answer of that
+    step, not a server failure.
+    """
+    alternatives = "|".join(str(code) for code in codes)
+    return re.compile(rf"{http_status(*codes).pattern}|server error ({alternatives}) on ")
+
+
+# The check for "nothing scrolls sideways", evaluated in the page; the test asserts on its answer.
+# Besides the two widths, it names the elements that stick out, so a failure says what to fix.
+OVERFLOW_REPORT = r"""
+() => {
+  const width = window.innerWidth;
+  const wide = [];
+  for (const element of document.body.querySelectorAll('*')) {
+    const box = element.getBoundingClientRect();
+    if (box.width && box.right > width + 0.5) {
+      const name = element.tagName.toLowerCase() + (element.id ? '#' + element.id : '')
+        + (element.className && typeof element.className === 'string'
+           ? '.' + element.className.trim().split(/\s+/).join('.') : '');
+      wide.push(`${name} right=${Math.round(box.right)}`);
+    }
+  }
+  return {scrollWidth: document.documentElement.scrollWidth, innerWidth: width,
+          wide: wide.slice(0, 10)};
+}
+"""
+
+
 def find_chromium() -> str | None:
     """Return Debian's Chromium executable, or None when it is not installed."""
     found = shutil.which("chromium")

@@ -13,19 +13,24 @@ Element ids and attributes follow the dashboard's DOM contract (``#current``, ``
 import json
 import os
 import re
+import sqlite3
 import subprocess
 import sys
 import time
 from collections import Counter
+from contextlib import contextmanager
 from pathlib import Path
+from urllib.parse import parse_qs, urlsplit
 
 import pytest
 from browser_support import (
     CHROMIUM_ARGS,
     MISSING_CHROMIUM,
+    OVERFLOW_REPORT,
     SERVER_DOWN,
     BrowserProblems,
     BrowserServer,
+    answered,
     find_chromium,
     http_status,
     write_users_file,
@@ -36,14 +41,18 @@ from playwright.sync_api import expect, sync_playwright
 
 from webapp.pipelines import PIPELINE_TYPES
 from webapp.store import PipelineStore
+from webapp.text import MAX_REASON
 
 POLL_SECONDS = 1.0
 # "Appears within one poll interval": one interval, plus a margin for the request, the swap and a
 # busy CI machine. Measured from the moment the other process's write has returned.
 WITHIN_ONE_POLL_MS = int((POLL_SECONDS + 2.5) * 1000)
 STEP_MS = 10_000  # a page load or a form post
-OPERATORS = {"alice": "alice-secret-1", "bob": "bob-secret-2"}
+LONG_NAME = "operator." + "x" * 110  # no space to wrap at: the layout must still hold
+OPERATORS = {"alice": "alice-secret-1", "bob": "bob-secret-2", LONG_NAME: "long-secret-3"}
 VIEWPORT = {"width": 1280, "height": 900}
+PHONE = {"width": 390, "height": 844}
+WRITE_TIMEOUT = 1.0  # seconds a write waits for a held lock: the busy test holds one
 SCREENSHOTS = ROOT / "docs" / "screenshots"
 REASON = "Requested by the <north> site team (ticket OPS-42)"  # markup must stay text
 
@@ -76,11 +85,12 @@ def make_server(directory: Path) -> BrowserServer:
     db = make_sensor_db(directory / "sensor_data.db")
     users = directory / "users.htpasswd"
     write_users_file(users, OPERATORS)
-    return BrowserServer(
-        db,
-        workers=2,
-        env={"PIPELINE_USERS_FILE": str(users), "PIPELINE_POLL_SECONDS": str(POLL_SECONDS)},
-    )
+    env = {
+        "PIPELINE_USERS_FILE": str(users),
+        "PIPELINE_POLL_SECONDS": str(POLL_SECONDS),
+        "PIPELINE_WRITE_TIMEOUT": str(WRITE_TIMEOUT),
+    }
+    return BrowserServer(db, workers=2, env=env)
 
 
 @pytest.fixture(scope="module")
@@ -98,9 +108,9 @@ class Sessions:
         self.problems = BrowserProblems()
         self.contexts = []
 
-    def open(self, operator=None, *, javascript=True):
+    def open(self, operator=None, *, javascript=True, viewport=VIEWPORT):
         context = self.browser.new_context(
-            base_url=self.server.url, viewport=VIEWPORT, java_script_enabled=javascript
+            base_url=self.server.url, viewport=viewport, java_script_enabled=javascript
         )
         context.set_default_timeout(STEP_MS)
         self.problems.attach(context)
@@ -174,7 +184,7 @@ def remaining_ms(deadline):
 
 
 def save_screenshot(page, name):
-    """Write docs/screenshots/NAME.png (full page, 1280 wide) when SAVE_SCREENSHOTS=1."""
+    """Write docs/screenshots/NAME.png (full page, at the page's width) when SAVE_SCREENSHOTS=1."""
     if os.environ.get("SAVE_SCREENSHOTS") == "1":
         SCREENSHOTS.mkdir(parents=True, exist_ok=True)
         # caret="initial": hiding the caret leaves style="" on inputs, which htmx's settle step
@@ -188,7 +198,7 @@ def review(page, pipeline_type, reason):
     """Fill the change form and press "Review change"; return the confirmation form."""
     form = page.locator("form#change-form")
     form.locator("select[name=pipeline_type]").select_option(pipeline_type)
-    form.locator("textarea[name=reason]").fill(reason)
+    form.locator("input[name=reason]").fill(reason)
     form.locator("#review-change").click()
     confirm = page.locator("form#confirm-form")
     expect(confirm).to_be_visible()
@@ -204,6 +214,28 @@ def expect_flash(page, text):
     expect(page.locator("#flash, #result").filter(has_text=text).first).to_be_visible()
 
 
+def path_of(page):
+    return urlsplit(page.url).path
+
+
+@contextmanager
+def write_lock_held(server):
+    """Hold the write lock from a second connection (BEGIN IMMEDIATE), as a busy writer does."""
+    conn = sqlite3.connect(server.db_path, isolation_level=None)
+    conn.execute("BEGIN IMMEDIATE")
+    try:
+        yield
+    finally:
+        conn.execute("ROLLBACK")
+        conn.close()
+
+
+def expect_no_sideways_scroll(page, what):
+    """The page is no wider than the window (measured in the page, asserted here)."""
+    report = page.evaluate(OVERFLOW_REPORT)
+    assert report["scrollWidth"] <= report["innerWidth"], (what, report)
+
+
 # -- tests -------------------------------------------------------------------------------------
 
 
@@ -213,11 +245,14 @@ def test_cli_change_appears_live_and_keeps_a_half_typed_reason(sessions, server)
     page.goto("/")
     before = current(server)
     target = other_type(before.pipeline_type)
+    chosen = other_type(before.pipeline_type, target)
     expect(page.locator("#current")).to_have_attribute("data-change-id", str(before.version))
     expect(page.locator("#announcer")).to_have_attribute("aria-live", "polite")
     page.evaluate("window.__sameDocument = true")  # gone if the page reloads
 
-    reason = page.locator("#change-form textarea[name=reason]")
+    select = page.locator("#change-form select[name=pipeline_type]")
+    select.select_option(chosen)
+    reason = page.locator("#change-form input[name=reason]")
     reason.click()
     reason.press_sequentially("half-typed: the uploader")
     page.evaluate("window.scrollTo(0, 120)")
@@ -242,11 +277,15 @@ def test_cli_change_appears_live_and_keeps_a_half_typed_reason(sessions, server)
     expect(page.locator("#buckets tr.active")).to_have_count(1, timeout=remaining_ms(deadline))
     entry = page.locator(f'#recent [data-change-id="{after.id}"]')
     expect(entry).to_contain_text(target, timeout=remaining_ms(deadline))
+    expect(entry.locator(".current-badge")).to_have_text("current", timeout=1)
     expect(page.locator("#announcer")).to_contain_text(target, timeout=remaining_ms(deadline))
     expect(page.locator("#change-form input[name=expect_id]")).to_have_value(
         str(after.id), timeout=remaining_ms(deadline)
     )
-
+    # The "(current)" mark moved with it; the operator's choice and reason stayed.
+    expect(select.locator(f"option[value={target}]")).to_have_text(re.compile(r"\(current\)$"))
+    expect(select.locator("option", has_text="(current)")).to_have_count(1)
+    expect(select).to_have_value(chosen)
     expect(reason).to_have_value("half-typed: the uploader")
     assert page.evaluate("window.__sameDocument === true"), "the page reloaded"
     sessions.problems.assert_clean()
@@ -261,16 +300,36 @@ def test_form_change_end_to_end(sessions, server):
     form = page.locator("form#change-form")
     expect(form.locator("input[name=expect_id]")).to_have_value(str(before.version))
 
-    # A reason is required: the error is shown beside the field and nothing is written.
-    form.locator("select[name=pipeline_type]").select_option(target)
-    form.locator("textarea[name=reason]").fill("")
-    with sessions.problems.tolerating(http_status(400, 422)):
+    # Nothing is preselected, and the reason says it is required before anything is sent.
+    select = form.locator("select[name=pipeline_type]")
+    expect(select).to_have_value("")
+    expect(select).to_have_attribute("required", "")
+    reason = form.locator("input[name=reason]")
+    expect(reason).to_have_attribute("required", "")
+    expect(reason).to_have_attribute("maxlength", str(MAX_REASON))
+    expect(form.locator("label[for=reason]")).to_contain_text("(required)")
+
+    # Only a reason typed: no switch to raw is proposed; the choice is asked for.
+    reason.fill("I only typed a reason")
+    with sessions.problems.tolerating(http_status(422)):
         form.locator("#review-change").click()
-        expect(page.locator(".field-error").first).to_be_visible()
+        expect(page.locator("#pipeline_type-error")).to_have_text("Choose the new pipeline.")
+    expect(page.locator("#change-form select[name=pipeline_type]")).to_be_focused()
+    expect(page.locator("#change-form input[name=reason]")).to_have_value("I only typed a reason")
+    assert current(server) == before
+
+    # A type chosen without a reason: the error is shown beside the field, nothing is written.
+    form.locator("select[name=pipeline_type]").select_option(target)
+    form.locator("input[name=reason]").fill("")
+    with sessions.problems.tolerating(http_status(422)):
+        form.locator("#review-change").click()
+        expect(page.locator("#reason-error")).to_be_visible()
+    expect(form.locator("input[name=reason]")).to_have_attribute("aria-invalid", "true")
     assert current(server) == before
 
     confirm = review(page, target, REASON)
     expect(confirm).to_contain_text(target)
+    expect(page.locator("#confirm-heading")).to_be_focused()
     assert current(server) == before, "the review step wrote a change"
     save_screenshot(page, "confirm")
 
@@ -287,48 +346,139 @@ def test_form_change_end_to_end(sessions, server):
     assert record["metadata"]["previous_id"] == before.id
     expect(page.locator("#current")).to_have_attribute("data-change-id", str(record["id"]))
     expect(page.locator("#current")).to_contain_text(REASON)  # "<north>" shown, not parsed
+
+    # The type now in force is marked, and choosing it again is refused with a field message.
+    select = page.locator("#change-form select[name=pipeline_type]")
+    expect(select).to_have_value("")
+    expect(select.locator(f"option[value={target}]")).to_have_text(re.compile(r"\(current\)$"))
+    select.select_option(target)
+    page.locator("#change-form input[name=reason]").fill("once more")
+    with sessions.problems.tolerating(http_status(422)):
+        page.locator("#review-change").click()
+        expect(page.locator("#pipeline_type-error")).to_contain_text("already the current")
+    assert current(server).id == record["id"]
+    page.goto("/")
     save_screenshot(page, "dashboard")
     sessions.problems.assert_clean()
 
 
-@browser_test
-def test_revert_from_history_end_to_end(sessions, server):
+def seed_two_changes(server, who="carol"):
+    """Write two changes of types other than the current one; return (older, newer)."""
     start = current(server)
     first_type = other_type(start.pipeline_type)
     second_type = other_type(start.pipeline_type, first_type)
     with PipelineStore(server.db_path) as store:
-        older = store.set(first_type, updated_by="carol", reason="seed", source="cli").change
-        newer = store.set(second_type, updated_by="carol", reason="oops", source="cli").change
+        older = store.set(first_type, updated_by=who, reason="seed", source="cli").change
+        newer = store.set(second_type, updated_by=who, reason="oops", source="cli").change
+    return older, newer
+
+
+@pytest.mark.parametrize("javascript", [True, False], ids=["js", "no-js"])
+@browser_test
+def test_revert_from_history_returns_to_history(sessions, server, javascript):
+    older, newer = seed_two_changes(server)
+    with PipelineStore(server.db_path) as store:
         rows_before = [change.to_dict() for change in store.history(limit=1000)]
 
-    page = sessions.open("alice")
-    page.goto("/history")
+    page = sessions.open("alice", javascript=javascript)
+    listing = f"/history?operator=carol&pipeline_type={older.pipeline_type}"
+    page.goto("/history?operator=carol")
+    # Nothing to revert to where it would change nothing: the current entry, or its type.
+    expect(page.locator(f'[data-change-id="{newer.id}"] .current-badge')).to_have_text("current")
     expect(page.locator(f'[data-change-id="{newer.id}"] .revert-button')).to_have_count(0)
-    entry = page.locator(f'[data-change-id="{older.id}"]').filter(
-        has=page.locator("form.revert-form")
+    button = page.get_by_role(
+        "button", name=f"Revert to {older.pipeline_type} (change #{older.id})"
     )
-    expect(entry).to_have_count(1)
-    save_screenshot(page, "history")
+    expect(button).to_have_count(1)
+    if javascript:
+        save_screenshot(page, "history")
 
-    entry.locator(".revert-button").click()
+    page.goto(listing)
+    button.click()
+    expect(page.locator("#apply-change")).to_be_visible()
+    expect(page.locator("h1")).to_have_text("History")
+    review_url = urlsplit(page.url)
+    assert review_url.path == f"/revert/{older.id}"
+    (back,) = parse_qs(review_url.query)["next"]
+    assert urlsplit(back).path == "/history"
+    assert parse_qs(urlsplit(back).query) == parse_qs(urlsplit(listing).query)
+    page.reload()  # a confirmation reached by GET: reloading asks nothing, writes nothing
     expect(page.locator("#apply-change")).to_be_visible()
     assert current(server) == newer, "the revert button wrote without confirmation"
-    page.locator("#apply-change").click()
-    expect_flash(page, first_type)
 
+    page.locator("#revert-panel input[name=reason]").fill("carol's second change broke uploads")
+    page.locator("#apply-change").click()
+    page.wait_for_url(re.compile(r"/history\?"))
+    assert urlsplit(page.url).path == "/history"
+    assert parse_qs(urlsplit(page.url).query) == parse_qs(urlsplit(listing).query)
+    expect_flash(page, f"Pipeline reverted to {older.pipeline_type}")
     reverted = current(server)
     assert reverted.id > newer.id
-    assert reverted.pipeline_type == first_type
+    assert reverted.pipeline_type == older.pipeline_type
     assert reverted.metadata["reverts_to"] == older.id
-    assert reverted.updated_by == "alice"
-    assert reverted.source == "web"
+    assert reverted.updated_by == "alice" and reverted.source == "web"
+    assert reverted.reason == "carol's second change broke uploads"
     with PipelineStore(server.db_path) as store:
         rows_after = [change.to_dict() for change in store.history(limit=1000)]
     assert rows_after[1:] == rows_before, "history was rewritten"
 
+    page.reload()  # post/redirect/get: reloading shows history again, and writes nothing
+    expect(page.locator("h1")).to_have_text("History")
+    expect(page.locator("#confirm-form")).to_have_count(0)
+    assert current(server) == reverted
+    sessions.problems.assert_clean()
+
+
+@browser_test
+def test_revert_from_the_dashboard_stays_on_the_dashboard(sessions, server):
+    older, newer = seed_two_changes(server, who="dave")
+    page = sessions.open("alice")
     page.goto("/")
-    expect(page.locator("#current")).to_have_attribute("data-change-id", str(reverted.id))
-    expect(page.locator("#current")).to_have_attribute("data-pipeline-type", first_type)
+    page.evaluate("window.__sameDocument = true")
+    page.locator(f'#recent [data-change-id="{older.id}"] .revert-button').click()
+    expect(page.locator("#confirm-heading")).to_be_focused()  # wherever the button was
+    page.locator("#apply-change").click()
+    expect(page.locator("#current")).to_have_attribute("data-pipeline-type", older.pipeline_type)
+    expect_flash(page, f"Pipeline reverted to {older.pipeline_type} (change #{older.id})")
+    assert path_of(page) == "/" and page.evaluate("window.__sameDocument === true")
+    assert current(server).metadata["reverts_to"] == older.id
+    sessions.problems.assert_clean()
+
+
+@browser_test
+def test_busy_apply_keeps_what_was_typed_and_tries_again(sessions, server):
+    before = current(server)
+    target = other_type(before.pipeline_type)
+    page = sessions.open("bob")
+    page.goto("/")
+    review(page, target, "night batch, ticket OPS-9")
+    with write_lock_held(server), sessions.problems.tolerating(answered(503)):
+        page.locator("#apply-change").click()
+        expect(page.locator("#panel-message")).to_contain_text("retrying is safe")
+    expect(page.locator("#confirm-form")).to_contain_text("night batch, ticket OPS-9")
+    expect(page.locator("#confirm-type")).to_have_text(target)
+    assert current(server) == before, "a change was written while the lock was held"
+    page.get_by_role("button", name="Try again").click()
+    expect(page.locator("#current")).to_have_attribute("data-pipeline-type", target)
+    assert current(server).reason == "night batch, ticket OPS-9"
+
+    # The same for a revert, started from /history without JavaScript (plain pages).
+    older, newer = seed_two_changes(server, who="erin")
+    plain = sessions.open("alice", javascript=False)
+    plain.goto("/history?operator=erin")
+    plain.locator(f'[data-change-id="{older.id}"] .revert-button').click()
+    plain.locator("#revert-panel input[name=reason]").fill("revert while the writer is busy")
+    with write_lock_held(server), sessions.problems.tolerating(answered(503)):
+        plain.locator("#apply-change").click()
+        expect(plain.locator("#panel-message")).to_contain_text("retrying is safe")
+    expect(plain.locator("#revert-panel input[name=reason]")).to_have_value(
+        "revert while the writer is busy"
+    )
+    assert current(server) == newer
+    plain.get_by_role("button", name="Try again").click()
+    plain.wait_for_url(re.compile(r"/history\?operator=erin$"))
+    expect_flash(plain, f"Pipeline reverted to {older.pipeline_type}")
+    assert current(server).reason == "revert while the writer is busy"
     sessions.problems.assert_clean()
 
 
@@ -359,6 +509,7 @@ def test_second_browser_confirming_a_stale_change_gets_the_conflict(sessions, se
         expect(conflict).to_be_visible()
     expect(conflict).to_contain_text(alice_type)
     expect(conflict).to_contain_text("alice")
+    expect(conflict).to_contain_text("bob: stale form")
     assert current(server) == after_alice, "the stale change was written"
     save_screenshot(second, "conflict")
 
@@ -390,6 +541,111 @@ def test_stale_form_without_javascript_gets_the_conflict(sessions, server):
     expect(conflict).to_contain_text("cli-op")
     assert current(server) == after_cli, "the stale change was written"
     sessions.problems.assert_clean()
+
+
+# -- phone width -------------------------------------------------------------------------------
+
+# Another tool's table (no CHECK) and its rows: long words everywhere, an unknown type, times
+# that are not times or lie in the future.
+NO_CHECK_TABLE = (
+    "CREATE TABLE pipeline_config (id INTEGER PRIMARY KEY AUTOINCREMENT, pipeline_type TEXT,"
+    " updated_at TIMESTAMP DEFAULT CURRENT_TIMESTAMP, updated_by TEXT, metadata TEXT)"
+)
+LONG_WORD = "w" * 300
+OTHER_TOOL_ROWS = [  # the last one, current, names a type this tool does not manage
+    ("filtered", "2026-11-20 08:00:00", "y" * 150, json.dumps({"reason": LONG_WORD})),
+    ("aggregated", "2099-01-01 00:00:00", "future-writer", '{"reason": NaN}'),
+    ("emergency_" + "z" * 120, "yesterday", None, "not json"),
+]
+
+
+@pytest.fixture(scope="module")
+def phone_server(tmp_path_factory):
+    """A server whose table another tool made, holding rows no layout likes."""
+    live = make_server(tmp_path_factory.mktemp("phone"))
+    conn = sqlite3.connect(live.db_path)
+    conn.execute(NO_CHECK_TABLE)
+    conn.executemany(
+        "INSERT INTO pipeline_config (pipeline_type, updated_at, updated_by, metadata)"
+        " VALUES (?, ?, ?, ?)",
+        OTHER_TOOL_ROWS,
+    )
+    conn.commit()
+    conn.close()
+    with live:
+        yield live
+
+
+def expect_legible_ticks(page, what):
+    """Every visible tick label is 12px text inside its drawing, none over another."""
+    boxes = page.evaluate(
+        """() => Array.from(document.querySelectorAll('.tick-label')).filter(
+             (label) => getComputedStyle(label).display !== 'none').map((label) => {
+               const box = label.getBoundingClientRect();
+               const svg = label.ownerSVGElement.getBoundingClientRect();
+               return {left: box.left, right: box.right, top: box.top,
+                       svgLeft: svg.left, svgRight: svg.right,
+                       size: parseFloat(getComputedStyle(label).fontSize)};
+             })"""
+    )
+    assert boxes, what
+    for box in boxes:
+        assert box["size"] >= 12, (what, box)
+        assert box["svgLeft"] <= box["left"] and box["right"] <= box["svgRight"], (what, box)
+    rows = {}
+    for box in boxes:
+        rows.setdefault(round(box["top"]), []).append(box)
+    for row in rows.values():
+        row.sort(key=lambda box: box["left"])
+        for left, right in zip(row, row[1:], strict=False):
+            assert left["right"] <= right["left"], (what, left, right)
+
+
+@browser_test
+def test_phone_width_nothing_scrolls_sideways(chromium, phone_server):
+    opened = Sessions(chromium, phone_server)
+    try:
+        visitor = opened.open(viewport=PHONE)
+        for path in ("/login", "/", "/history", "/timeline"):
+            visitor.goto(path)
+            expect(visitor.locator("#login-link")).to_be_visible()
+            expect_no_sideways_scroll(visitor, f"{path}, signed out")
+        expect_legible_ticks(visitor, "/timeline")
+
+        page = opened.open(LONG_NAME, viewport=PHONE)
+        page.goto("/")
+        expect(page.locator("#operator-name")).to_have_text(LONG_NAME)
+        expect(page.locator("#logout")).to_be_visible()
+        expect(page.locator("#current .type")).to_contain_text("not a type this tool manages")
+        expect_no_sideways_scroll(page, "/ with another tool's rows")
+        expect_legible_ticks(page, "/")
+        save_screenshot(page, "phone")
+
+        before = current(phone_server)
+        confirm = review(page, "schematized", "because-" + LONG_WORD)
+        expect(confirm).to_contain_text("because-")
+        expect_no_sideways_scroll(page, "confirm step")
+
+        with PipelineStore(phone_server.db_path) as store:  # meanwhile, someone else
+            store.set(
+                "raw", updated_by="x" * 120, reason=LONG_WORD, source="cli", expect_id=before.id
+            )
+        with opened.problems.tolerating(http_status(409)):
+            page.locator("#apply-change").click()
+            expect(page.locator("#conflict")).to_be_visible()
+        expect_no_sideways_scroll(page, "conflict step")
+
+        page.goto("/history")
+        expect_no_sideways_scroll(page, "/history")
+        page.locator("[data-change-id='1'] .revert-button").click()
+        expect(page.locator("#revert-panel #confirm-form")).to_be_visible()
+        expect_no_sideways_scroll(page, "revert confirmation on /history")
+        page.goto("/timeline")
+        expect_no_sideways_scroll(page, "/timeline")
+        expect_legible_ticks(page, "/timeline")
+        opened.problems.assert_clean()
+    finally:
+        opened.close()
 
 
 @browser_test

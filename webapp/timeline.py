@@ -14,9 +14,10 @@ from collections import namedtuple
 from datetime import datetime, timedelta
 
 WIDTH = 100.0  # percent of the bar
-MIN_WIDTH = 0.4  # percent: a change of the last few minutes still shows
+MIN_WIDTH = 0.8  # percent: a change of the last few minutes still shows (3 px on a phone)
 LABEL_MARGIN = 10.0  # percent: a centred label closer to an edge would be cut off on a phone
 MAX_CHANGES = 200  # drawn per window: bounded work whatever the history holds
+FUTURE = timedelta(seconds=5)  # later than now by more than this is "in the future", as in ago()
 
 # kind: the change's type if we manage it, else "other" (never a stored value: it is a class).
 # note: None, "future" (dated after now, drawn at now) or "untimed" (current, time unreadable).
@@ -67,7 +68,7 @@ def build(store, now: datetime, current, name, title, span, step, label) -> Time
         note = None
         if change.updated_at is None and not change.is_default:
             note = "untimed"
-        elif change.updated_at is not None and change.updated_at > now:
+        elif change.updated_at is not None and change.updated_at > now + FUTURE:
             note = "future"
         segments.append(
             Segment(kind(change), begin, end, round(shown_x, 2), round(shown, 2), change, note)
