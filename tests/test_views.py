@@ -554,6 +554,14 @@ def test_revert_that_would_change_nothing_is_refused_on_review(operator, db_path
     assert row_count(db_path) == 2
 
 
+def test_forged_revert_to_an_unknown_type_is_refused(operator, hostile_db):
+    data = {"expect_id": "6", "next": "/history", "reason": ""}
+    document = page(operator.post("/revert/2/apply", data=data), 400)
+    assert UNMANAGED in document.by_id("panel-message").text()
+    assert document.find(id="confirm-form") is None
+    assert current_of(hostile_db).id == 6
+
+
 def test_stale_revert_is_a_conflict_that_keeps_its_way_back(operator, db_path):
     first = set_by(db_path, "filtered")
     set_by(db_path, "aggregated")

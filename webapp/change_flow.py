@@ -142,13 +142,17 @@ def apply():
     )
 
 
-def revert_refusal(target, change_id, current) -> str | None:
-    """Say why reverting to ``target`` is refused: missing, not ours, or already in force."""
+def revert_refusal(target, change_id, current=None) -> str | None:
+    """Say why reverting to ``target`` is refused: missing, not ours, or already in force.
+
+    Without ``current`` (when applying) the last is left to the store: on a stale base, the
+    conflict explains more.
+    """
     if target is None:
         return f"There is no change #{change_id} to revert to."
     if not target.managed:
         return f"Change #{target.id} is {target.type_label}: there is nothing to revert to."
-    if target.pipeline_type == current.pipeline_type:
+    if current is not None and target.pipeline_type == current.pipeline_type:
         return f"{target.pipeline_type} is already the current pipeline: reverting changes nothing."
     return None
 
@@ -180,8 +184,9 @@ def apply_revert(change_id):
     store, form = get_store(), RevertForm()
     back = origin(form.next.data)
     target = store.get(change_id)
-    if target is None:
-        return show(store, 400, message=f"There is no change #{change_id} to revert to.", back=back)
+    refusal = revert_refusal(target, change_id)
+    if refusal:
+        return show(store, 400, message=refusal, back=back)
     if not form.validate():
         return show(store, 422, step="confirm", form=form, target=target, back=back)
     return attempt(
