@@ -220,7 +220,17 @@ def parse_metadata(text) -> dict:
         MAX_METADATA_DEPTH
     ):
         return {"unparsed": text}
+    if "\\u" in text and not _encodable(value):  # "\\ud800": a lone surrogate, not Unicode
+        return {"unparsed": text}
     return value if isinstance(value, dict) else {"value": value}
+
+
+def _encodable(value) -> bool:
+    try:
+        json.dumps(value, ensure_ascii=False).encode("utf-8")
+    except UnicodeEncodeError:
+        return False
+    return True
 
 
 def _refuse(constant):

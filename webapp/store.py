@@ -101,15 +101,16 @@ class PipelineStore:
     # -- rows to changes -------------------------------------------------------------------
 
     def _change(self, row) -> Change:
-        pipeline_type, stamp = row["pipeline_type"], row["updated_at"]
+        # Other tools may store any SQLite value in any column: numbers, blobs, NULLs.
+        pipeline_type, stamp = _text(row["pipeline_type"]), row["updated_at"]
         return Change(
             id=row["id"],
             pipeline_type=pipeline_type,
             bucket=self.buckets.get(pipeline_type) if pipeline_type in PIPELINE_TYPES else None,
-            updated_at=timefmt.parse(stamp),
-            updated_by=None if row["updated_by"] is None else str(row["updated_by"]),
+            updated_at=timefmt.parse(stamp if not isinstance(stamp, bytes) else _text(stamp)),
+            updated_by=_text(row["updated_by"]),
             metadata=parse_metadata(row["metadata"]),
-            updated_at_text=None if stamp is None else str(stamp),
+            updated_at_text=_text(stamp),
         )
 
     def _changes(self, sql, params=()) -> list[Change]:
@@ -218,6 +219,13 @@ class PipelineStore:
             names.append(str(last))
         return names
 
+    def accepted_types(self) -> tuple[str, ...]:
+        """Return the types this table's CHECK accepts (ours when there is no table yet)."""
+        rows = self.db.read(
+            "SELECT sql FROM sqlite_master WHERE type = 'table' AND name = ?", (TABLE,)
+        )
+        return schema.accepted_types_of(rows[0][0] if rows else None)
+
     def data_version(self) -> int:
         """Return ``PRAGMA data_version``: it changes when another connection commits."""
         return self.db.pragma("data_version")
@@ -261,6 +269,8 @@ class PipelineStore:
             reverts_to=reverts_to,
             require_reason=self.require_reason,
         )
+        # Before anything is written (even the switch to WAL): a type this table refuses.
+        validate_type(request.pipeline_type, self.accepted_types())
 
         def work(conn):
             schema.create(conn)
@@ -331,6 +341,15 @@ def _filters(pipeline_type=None, updated_by=None, since=None, until=None):
     # A time range walks the updated_at index; ids and times agree for every row we write.
     order = "updated_at, id" if since is not None or until is not None else "id"
     return clauses, params, order
+
+
+def _text(value) -> str | None:
+    """Return a stored value as text: blobs decoded (invalid bytes replaced), numbers written."""
+    if value is None or isinstance(value, str):
+        return value
+    if isinstance(value, bytes):
+        return value.decode("utf-8", "replace")
+    return str(value)
 
 
 def _limit(limit) -> int:
