@@ -5,9 +5,11 @@ import csv
 import getpass
 import io
 import json
+import os
 import re
 import signal
 import sqlite3
+import subprocess
 import threading
 from datetime import UTC, datetime, timedelta
 
@@ -552,3 +554,51 @@ def test_monitor_in_a_process_ends_quietly_on_sigint(db_path, entrance):
             monitor.wait()
     assert monitor.returncode == 0
     assert out == "" and err == ""
+
+
+@pytest.mark.slow
+@pytest.mark.parametrize("entrance", ENTRANCES)
+def test_an_argument_that_is_not_utf8_is_one_error_line(db_path, entrance):
+    """A reason typed in a Latin-1 terminal arrives as bytes that are not UTF-8."""
+    from workers import ROOT, cli_command
+
+    base = cli_command("--db", db_path, "set", "raw", entrance=entrance)
+    for extra in ([b"--reason", b"caf\xe9"], [b"--by", b"op\xff", b"--reason", b"r"]):
+        result = subprocess.run(
+            [*map(os.fsencode, base), *extra], cwd=ROOT, env=clean_env(), capture_output=True
+        )
+        stderr = result.stderr.decode("utf-8", "replace")
+        assert result.returncode == 2, stderr
+        assert_one_line_error(stderr, "not valid Unicode")
+    assert row_count(db_path) == 0
+
+
+def test_monitor_follows_a_backup_restored_under_it(cli, db_path, tmp_path, monkeypatch):
+    from test_database import checkpoint, database_with
+
+    with PipelineStore(db_path) as store:
+        for pipeline_type in ("filtered", "aggregated", "raw"):
+            store.set(pipeline_type, updated_by="ops", reason="live")
+    backup = database_with(tmp_path / "backup.db", "schematized")
+    calls = []
+
+    def sleep(seconds):
+        calls.append(seconds)
+        if len(calls) == 1:
+            checkpoint(db_path)
+            backup.replace(db_path)  # an operator restores a backup
+        elif len(calls) == 2:
+            db_path.write_bytes(b"")  # then the disk fills and truncates it
+        elif len(calls) == 3:
+            restored = database_with(tmp_path / "again.db", "schematized", "filtered")
+            restored.replace(db_path)
+
+    monkeypatch.setattr(watch_module.time, "sleep", sleep)
+    result = cli("monitor", "--count", "1", "--interval", "0.05")
+    assert result.exit_code == 0, result.output
+    warnings = result.stderr.strip().splitlines()
+    assert len(warnings) == 3, warnings
+    assert "was replaced: its newest change is #1, older than #3" in warnings[0]
+    assert "not an SQLite database" in warnings[1] and "still watching" in warnings[1]
+    assert warnings[2].startswith("Warning: database usable again")
+    assert "#2" in result.stdout.splitlines()[-1]  # the restored file's new change
