@@ -12,6 +12,7 @@ import sqlite3
 import subprocess
 import threading
 from datetime import UTC, datetime, timedelta
+from pathlib import Path
 
 import pytest
 from click.testing import CliRunner
@@ -148,7 +149,7 @@ def test_by_falls_back_to_the_uid_when_the_user_has_no_name(cli, monkeypatch):
     def no_name():
         raise KeyError("getpwuid(): uid not found")
 
-    monkeypatch.setattr(cli_module.getpass, "getuser", no_name)
+    monkeypatch.setattr(getpass, "getuser", no_name)
     record = json.loads(cli("set", "schematized", "--reason", "r", "--json").stdout)
     assert re.fullmatch(r"uid-\d+", record["updated_by"])
 
@@ -464,10 +465,11 @@ def test_a_write_without_a_named_database_is_refused(cli, tmp_path, monkeypatch)
         result = app.test_cli_runner().invoke(args=["pipeline", "set", "filtered", "--reason", "r"])
     else:
         result = CliRunner().invoke(cli_module.main, ["set", "filtered", "--reason", "r"], env={})
-    before = EMBEDDED_DB.read_bytes() if EMBEDDED_DB.exists() else None
+    embedded = Path(EMBEDDED_DB)
+    before = embedded.read_bytes() if embedded.exists() else None
     assert result.exit_code == 2
     assert_one_line_error(result.stderr, "no database named", "--db", str(EMBEDDED_DB))
-    assert (EMBEDDED_DB.read_bytes() if EMBEDDED_DB.exists() else None) == before
+    assert (embedded.read_bytes() if embedded.exists() else None) == before
 
 
 def test_usage_error_hints_name_a_command_that_works(cli):

@@ -4,8 +4,8 @@ the metadata and audit record it carries. No Flask, no SQL: the store applies th
 
 import json
 import math
-from dataclasses import dataclass, field
 from datetime import datetime
+from typing import NamedTuple
 
 from . import timefmt
 from .errors import ConflictError, InvalidInput
@@ -17,12 +17,12 @@ UNMANAGED = "not a type this tool manages"
 MAX_METADATA_DEPTH = 32  # deeper JSON from another tool is kept as text, never walked
 
 
-@dataclass(frozen=True)
-class Change:
+class Change(NamedTuple):
     """One row of ``pipeline_config`` (or the never-set default when ``id`` is None).
 
     Rows may come from other tools: ``pipeline_type`` may be unknown or None, ``updated_at`` may
     not be a time (``updated_at_text`` keeps what the row holds), metadata may be anything.
+    (Named tuples, not dataclasses: this module is on the CLI's start-up path.)
     """
 
     id: int | None
@@ -30,7 +30,7 @@ class Change:
     bucket: str | None
     updated_at: datetime | None
     updated_by: str | None
-    metadata: dict = field(default_factory=dict)
+    metadata: dict
     updated_at_text: str | None = None
 
     @property
@@ -85,8 +85,7 @@ class Change:
         }
 
 
-@dataclass(frozen=True)
-class SetResult:
+class SetResult(NamedTuple):
     """What a set did: the change now current, and whether a row was written."""
 
     change: Change
@@ -96,8 +95,7 @@ class SetResult:
         return {**self.change.to_dict(), "changed": self.changed}
 
 
-@dataclass(frozen=True)
-class ChangeRequest:
+class ChangeRequest(NamedTuple):
     """A validated wish to make ``pipeline_type`` current (see :func:`request_change`)."""
 
     pipeline_type: str

@@ -10,7 +10,9 @@ uploader use all the time. So (see database.py for the mechanics):
 * every read costs the same with a thousand rows or a million: indexes, keyset pages, bounds.
 """
 
+import contextlib
 import json
+import os
 from collections import namedtuple
 from datetime import UTC, datetime
 
@@ -71,7 +73,8 @@ class PipelineStore:
         create = not path
         if create:
             path = EMBEDDED_DB
-            path.parent.mkdir(exist_ok=True)
+            with contextlib.suppress(OSError):  # else: refused as "folder not found" on use
+                os.makedirs(os.path.dirname(path), exist_ok=True)
         return cls(
             path,
             create=create,
