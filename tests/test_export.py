@@ -55,7 +55,7 @@ def test_csv_cells_that_a_spreadsheet_would_run_are_neutralised(value, shown):
 
 def test_json_export_keeps_the_exact_text(store):
     store.set("filtered", updated_by="=ops", reason="=1+1")
-    records = json.loads("".join(json_chunks(store.iter_history())))
+    records = json.loads("".join(json_chunks(store.iter_rows(), store.buckets)))
     assert records[0]["updated_by"] == "=ops" and records[0]["metadata"]["reason"] == "=1+1"
 
 
@@ -71,7 +71,7 @@ def test_a_large_export_streams_in_bounded_chunks(db_path):
             return rows
 
         store.db.read = counting_read
-        chunks = csv_chunks(store.iter_history())
+        chunks = csv_chunks(store.iter_rows(), store.buckets)
         first = next(chunks)  # the first bytes come before most rows are read
         assert first.startswith("id,pipeline_type") and len(reads) == 1
         body = first + "".join(chunks)

@@ -305,21 +305,21 @@ def history_command(ctx, limit, show_all, output_format, as_json):
     from .export import write_csv, write_json
 
     with open_store(ctx) as store:
-        changes = store.iter_history()
+        rows = store.iter_rows()
         if not show_all:
-            changes = itertools.islice(changes, limit)
+            rows = itertools.islice(rows, limit)
         # Read the first row before printing anything: a bad database is one Error: line.
-        changes = itertools.chain(list(itertools.islice(changes, 1)), changes)
+        rows = itertools.chain(list(itertools.islice(rows, 1)), rows)
         if as_json or output_format == "json":
-            write_json(changes, sys.stdout)
+            write_json(rows, store.buckets, sys.stdout)
             click.echo()
             return
         if output_format == "csv":
-            write_csv(changes, sys.stdout)
+            write_csv(rows, store.buckets, sys.stdout)
             return
         click.echo(database_line(store))
         empty = True
-        for change in changes:
+        for change in map(store.change_of, rows):
             click.echo(describe(change))
             empty = False
         if empty:

@@ -26,6 +26,7 @@ from .changes import (
     next_timestamp,
     parse_metadata,
     request_change,
+    stored_text,
 )
 from .database import Database
 from .errors import InvalidInput
@@ -103,21 +104,22 @@ class PipelineStore:
 
     # -- rows to changes -------------------------------------------------------------------
 
-    def _change(self, row) -> Change:
+    def change_of(self, row) -> Change:
+        """Return the :class:`Change` a stored row describes (as :meth:`rows` returns them)."""
         # Other tools may store any SQLite value in any column: numbers, blobs, NULLs.
-        pipeline_type, stamp = _text(row["pipeline_type"]), row["updated_at"]
+        pipeline_type, stamp = stored_text(row["pipeline_type"]), row["updated_at"]
         return Change(
             id=row["id"],
             pipeline_type=pipeline_type,
             bucket=self.buckets.get(pipeline_type) if pipeline_type in PIPELINE_TYPES else None,
-            updated_at=timefmt.parse(stamp if not isinstance(stamp, bytes) else _text(stamp)),
-            updated_by=_text(row["updated_by"]),
+            updated_at=timefmt.parse(stored_text(stamp)),
+            updated_by=stored_text(row["updated_by"]),
             metadata=parse_metadata(row["metadata"]),
-            updated_at_text=_text(stamp),
+            updated_at_text=stored_text(stamp),
         )
 
     def _changes(self, sql, params=()) -> list[Change]:
-        return [self._change(row) for row in self.db.read(sql, params)]
+        return [self.change_of(row) for row in self.db.read(sql, params)]
 
     def default_change(self) -> Change:
         return default_change(self.buckets)
@@ -137,6 +139,10 @@ class PipelineStore:
     def history(self, limit=20, *, before=None, after=None, **filters) -> list[Change]:
         """Return up to ``limit`` changes, newest first, older than ``before`` (an id) or newer
         than ``after``. Filters: ``pipeline_type``, ``updated_by``, ``since``, ``until``."""
+        return [self.change_of(row) for row in self.rows(limit, before, after, **filters)]
+
+    def rows(self, limit, before=None, after=None, **filters) -> list:
+        """Return the rows :meth:`history` describes, as stored (``sqlite3.Row``; exports)."""
         limit = _limit(limit)
         where, params, order = _filters(**filters)
         time_ordered = order != "id"
@@ -153,7 +159,7 @@ class PipelineStore:
         direction = "ASC" if after is not None else "DESC"
         keys = ", ".join(f"{key} {direction}" for key in order.split(", "))
         clause = f" WHERE {' AND '.join(where)}" if where else ""
-        rows = self._changes(f"{SELECT_ROWS}{clause} ORDER BY {keys} LIMIT ?", (*params, limit))
+        rows = self.db.read(f"{SELECT_ROWS}{clause} ORDER BY {keys} LIMIT ?", (*params, limit))
         return rows[::-1] if after is not None else rows
 
     def page(self, limit=25, *, before=None, after=None, **filters) -> Page:
@@ -182,14 +188,22 @@ class PipelineStore:
         return rows[0][0] if rows else 0
 
     def iter_history(self, chunk=EXPORT_CHUNK, **filters):
-        """Yield every matching change, newest first, a bounded chunk per statement (exports)."""
+        """Yield every matching change, newest first, a bounded chunk per statement."""
+        return map(self.change_of, self.iter_rows(chunk, **filters))
+
+    def iter_rows(self, chunk=EXPORT_CHUNK, **filters):
+        """Yield every matching row as stored, newest first, a bounded chunk per statement.
+
+        Each chunk is its own statement run to completion: an export of a million rows holds
+        no snapshot open and no more than ``chunk`` rows in memory.
+        """
         before = None
         while True:
-            rows = self.history(chunk, before=before, **filters)
+            rows = self.rows(chunk, before, **filters)
             yield from rows
             if len(rows) < chunk:
                 return
-            before = rows[-1].id
+            before = rows[-1]["id"]
 
     def changes_after(self, after_id: int, limit=1000) -> list[Change]:
         """Return changes with an id above ``after_id``, oldest first (monitor, webhooks)."""
@@ -279,7 +293,7 @@ class PipelineStore:
             schema.create(conn)
             validate_type(request.pipeline_type, schema.accepted_types(conn))
             rows = conn.execute(f"{SELECT_ROWS} ORDER BY id DESC LIMIT 1").fetchall()
-            current = self._change(rows[0]) if rows else self.default_change()
+            current = self.change_of(rows[0]) if rows else self.default_change()
             if not must_insert(request, current):
                 return SetResult(current, changed=False)
             newest = conn.execute(f"SELECT max(updated_at) FROM {TABLE}").fetchall()[0][0]
@@ -297,7 +311,7 @@ class PipelineStore:
                 ),
             )
             row = conn.execute(f"{SELECT_ROWS} WHERE id = ?", (cursor.lastrowid,)).fetchall()
-            return SetResult(self._change(row[0]), changed=True)
+            return SetResult(self.change_of(row[0]), changed=True)
 
         result = self.db.write(work)
         if result.changed:
@@ -344,15 +358,6 @@ def _filters(pipeline_type=None, updated_by=None, since=None, until=None):
     # A time range walks the updated_at index; ids and times agree for every row we write.
     order = "updated_at, id" if since is not None or until is not None else "id"
     return clauses, params, order
-
-
-def _text(value) -> str | None:
-    """Return a stored value as text: blobs decoded (invalid bytes replaced), numbers written."""
-    if value is None or isinstance(value, str):
-        return value
-    if isinstance(value, bytes):
-        return value.decode("utf-8", "replace")
-    return str(value)
 
 
 def _limit(limit) -> int:
