@@ -10,7 +10,7 @@ from datetime import datetime, timedelta
 WIDTH = 1000  # SVG user units; the viewBox scales it to the page
 MIN_WIDTH = 4  # SVG units: about half a percent of the bar
 LABEL_MARGIN = 30  # SVG units: a centred label closer to an edge than this would be cut off
-MAX_CHANGES = 200  # drawn per window: bounded work whatever the history holds
+MAX_CHANGES = 60  # drawn per window: bounded work, and more would not be readable anyway
 
 Segment = namedtuple("Segment", "pipeline_type start end x width change")
 Tick = namedtuple("Tick", "x label")
