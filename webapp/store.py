@@ -16,7 +16,7 @@ import os
 from collections import namedtuple
 from datetime import UTC, datetime
 
-from . import events, schema, timefmt
+from . import events, queries, schema, timefmt
 from .changes import (
     Change,
     SetResult,
@@ -133,7 +133,7 @@ class PipelineStore:
 
     def get(self, change_id: int) -> Change | None:
         """Return change ``change_id``, or None."""
-        rows = self._changes(f"{SELECT_ROWS} WHERE id = ?", (_change_id(change_id),))
+        rows = self._changes(f"{SELECT_ROWS} WHERE id = ?", (queries.change_id(change_id),))
         return rows[0] if rows else None
 
     def history(self, limit=20, *, before=None, after=None, **filters) -> list[Change]:
@@ -143,23 +143,8 @@ class PipelineStore:
 
     def rows(self, limit, before=None, after=None, **filters) -> list:
         """Return the rows :meth:`history` describes, as stored (``sqlite3.Row``; exports)."""
-        limit = _limit(limit)
-        where, params, order = _filters(**filters)
-        time_ordered = order != "id"
-        if before is not None or after is not None:
-            cursor = _change_id(before if before is not None else after)
-            sign = "<" if before is not None else ">"
-            if time_ordered:
-                row = f"(SELECT updated_at FROM {TABLE} WHERE id = ?)"
-                where.append(f"(updated_at, id) {sign} ({row}, ?)")
-                params += [cursor, cursor]
-            else:
-                where.append(f"id {sign} ?")
-                params.append(cursor)
-        direction = "ASC" if after is not None else "DESC"
-        keys = ", ".join(f"{key} {direction}" for key in order.split(", "))
-        clause = f" WHERE {' AND '.join(where)}" if where else ""
-        rows = self.db.read(f"{SELECT_ROWS}{clause} ORDER BY {keys} LIMIT ?", (*params, limit))
+        sql, params = queries.history(limit, before, after, **filters)
+        rows = self.db.read(sql, params)
         return rows[::-1] if after is not None else rows
 
     def page(self, limit=25, *, before=None, after=None, **filters) -> Page:
@@ -180,11 +165,7 @@ class PipelineStore:
 
     def count(self, upto=1000, **filters) -> int:
         """Return how many changes match, counting at most ``upto`` (a full count is a scan)."""
-        where, params, _ = _filters(**filters)
-        clause = f" WHERE {' AND '.join(where)}" if where else ""
-        rows = self.db.read(
-            f"SELECT count(*) FROM (SELECT 1 FROM {TABLE}{clause} LIMIT ?)", (*params, int(upto))
-        )
+        rows = self.db.read(*queries.count(upto, **filters))
         return rows[0][0] if rows else 0
 
     def iter_history(self, chunk=EXPORT_CHUNK, **filters):
@@ -208,7 +189,8 @@ class PipelineStore:
     def changes_after(self, after_id: int, limit=1000) -> list[Change]:
         """Return changes with an id above ``after_id``, oldest first (monitor, webhooks)."""
         return self._changes(
-            f"{SELECT_ROWS} WHERE id > ? ORDER BY id LIMIT ?", (_change_id(after_id), int(limit))
+            f"{SELECT_ROWS} WHERE id > ? ORDER BY id LIMIT ?",
+            (queries.change_id(after_id), int(limit)),
         )
 
     def active_at(self, moment: datetime) -> Change:
@@ -338,38 +320,6 @@ class PipelineStore:
         """Create the ``pipeline_config`` table and our indexes if missing (nothing else)."""
 
         self.db.write(schema.create)
-
-
-def _filters(pipeline_type=None, updated_by=None, since=None, until=None):
-    """Return (WHERE clauses, parameters, ORDER BY keys) for the history filters."""
-    clauses, params = [], []
-    if pipeline_type:
-        clauses.append("pipeline_type = ?")
-        params.append(validate_type(pipeline_type))
-    if updated_by:
-        clauses.append("updated_by = ?")
-        params.append(updated_by)
-    if since is not None:
-        clauses.append("updated_at >= ?")
-        params.append(timefmt.bound(since))
-    if until is not None:
-        clauses.append("updated_at < ?")
-        params.append(timefmt.bound(until))
-    # A time range walks the updated_at index; ids and times agree for every row we write.
-    order = "updated_at, id" if since is not None or until is not None else "id"
-    return clauses, params, order
-
-
-def _limit(limit) -> int:
-    if isinstance(limit, bool) or not isinstance(limit, int) or limit < 1:
-        raise InvalidInput(f"limit must be a whole number ≥ 1 (got {limit!r})")
-    return limit
-
-
-def _change_id(value) -> int:
-    if isinstance(value, bool) or not isinstance(value, int) or not 0 <= value < 2**63:
-        raise InvalidInput(f"a change id must be a whole number ≥ 0 (got {value!r})")
-    return value
 
 
 __all__ = ["Change", "Page", "PipelineStore", "SetResult"]
