@@ -14,15 +14,19 @@ import sys
 import tempfile
 
 from webapp.config import load_settings
+from webapp.errors import InvalidInput
 
-_settings = load_settings(os.environ)
+try:
+    _settings = load_settings(os.environ)
+except InvalidInput as error:
+    raise SystemExit(f"Error: {error}") from None  # one line for the operator, no traceback
 
 # The write budget must end inside the worker timeout, or gunicorn would kill a worker whose
 # change is still waiting for the lock (and the operator would see a bare 502/500).
 _MARGIN = 5.0
 if _settings["WRITE_TIMEOUT"] + _MARGIN > _settings["WORKER_TIMEOUT"]:
     raise SystemExit(
-        f"PIPELINE_WRITE_TIMEOUT ({_settings['WRITE_TIMEOUT']:g} s) must end at least "
+        f"Error: PIPELINE_WRITE_TIMEOUT ({_settings['WRITE_TIMEOUT']:g} s) must end at least "
         f"{_MARGIN:g} s before PIPELINE_WORKER_TIMEOUT ({_settings['WORKER_TIMEOUT']:g} s): "
         "lower the first or raise the second"
     )

@@ -5,11 +5,14 @@ import csv
 import getpass
 import io
 import json
+import os
 import re
 import signal
 import sqlite3
+import subprocess
 import threading
 from datetime import UTC, datetime, timedelta
+from pathlib import Path
 
 import pytest
 from click.testing import CliRunner
@@ -146,7 +149,7 @@ def test_by_falls_back_to_the_uid_when_the_user_has_no_name(cli, monkeypatch):
     def no_name():
         raise KeyError("getpwuid(): uid not found")
 
-    monkeypatch.setattr(cli_module.getpass, "getuser", no_name)
+    monkeypatch.setattr(getpass, "getuser", no_name)
     record = json.loads(cli("set", "schematized", "--reason", "r", "--json").stdout)
     assert re.fullmatch(r"uid-\d+", record["updated_by"])
 
@@ -462,10 +465,11 @@ def test_a_write_without_a_named_database_is_refused(cli, tmp_path, monkeypatch)
         result = app.test_cli_runner().invoke(args=["pipeline", "set", "filtered", "--reason", "r"])
     else:
         result = CliRunner().invoke(cli_module.main, ["set", "filtered", "--reason", "r"], env={})
-    before = EMBEDDED_DB.read_bytes() if EMBEDDED_DB.exists() else None
+    embedded = Path(EMBEDDED_DB)
+    before = embedded.read_bytes() if embedded.exists() else None
     assert result.exit_code == 2
     assert_one_line_error(result.stderr, "no database named", "--db", str(EMBEDDED_DB))
-    assert (EMBEDDED_DB.read_bytes() if EMBEDDED_DB.exists() else None) == before
+    assert (embedded.read_bytes() if embedded.exists() else None) == before
 
 
 def test_usage_error_hints_name_a_command_that_works(cli):
@@ -552,3 +556,51 @@ def test_monitor_in_a_process_ends_quietly_on_sigint(db_path, entrance):
             monitor.wait()
     assert monitor.returncode == 0
     assert out == "" and err == ""
+
+
+@pytest.mark.slow
+@pytest.mark.parametrize("entrance", ENTRANCES)
+def test_an_argument_that_is_not_utf8_is_one_error_line(db_path, entrance):
+    """A reason typed in a Latin-1 terminal arrives as bytes that are not UTF-8."""
+    from workers import ROOT, cli_command
+
+    base = cli_command("--db", db_path, "set", "raw", entrance=entrance)
+    for extra in ([b"--reason", b"caf\xe9"], [b"--by", b"op\xff", b"--reason", b"r"]):
+        result = subprocess.run(
+            [*map(os.fsencode, base), *extra], cwd=ROOT, env=clean_env(), capture_output=True
+        )
+        stderr = result.stderr.decode("utf-8", "replace")
+        assert result.returncode == 2, stderr
+        assert_one_line_error(stderr, "not valid Unicode")
+    assert row_count(db_path) == 0
+
+
+def test_monitor_follows_a_backup_restored_under_it(cli, db_path, tmp_path, monkeypatch):
+    from test_database import checkpoint, database_with
+
+    with PipelineStore(db_path) as store:
+        for pipeline_type in ("filtered", "aggregated", "raw"):
+            store.set(pipeline_type, updated_by="ops", reason="live")
+    backup = database_with(tmp_path / "backup.db", "schematized")
+    calls = []
+
+    def sleep(seconds):
+        calls.append(seconds)
+        if len(calls) == 1:
+            checkpoint(db_path)
+            backup.replace(db_path)  # an operator restores a backup
+        elif len(calls) == 2:
+            db_path.write_bytes(b"")  # then the disk fills and truncates it
+        elif len(calls) == 3:
+            restored = database_with(tmp_path / "again.db", "schematized", "filtered")
+            restored.replace(db_path)
+
+    monkeypatch.setattr(watch_module.time, "sleep", sleep)
+    result = cli("monitor", "--count", "1", "--interval", "0.05")
+    assert result.exit_code == 0, result.output
+    warnings = result.stderr.strip().splitlines()
+    assert len(warnings) == 3, warnings
+    assert "was replaced: its newest change is #1, older than #3" in warnings[0]
+    assert "not an SQLite database" in warnings[1] and "still watching" in warnings[1]
+    assert warnings[2].startswith("Warning: database usable again")
+    assert "#2" in result.stdout.splitlines()[-1]  # the restored file's new change

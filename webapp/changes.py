@@ -4,8 +4,8 @@ the metadata and audit record it carries. No Flask, no SQL: the store applies th
 
 import json
 import math
-from dataclasses import dataclass, field
 from datetime import datetime
+from typing import NamedTuple
 
 from . import timefmt
 from .errors import ConflictError, InvalidInput
@@ -17,12 +17,12 @@ UNMANAGED = "not a type this tool manages"
 MAX_METADATA_DEPTH = 32  # deeper JSON from another tool is kept as text, never walked
 
 
-@dataclass(frozen=True)
-class Change:
+class Change(NamedTuple):
     """One row of ``pipeline_config`` (or the never-set default when ``id`` is None).
 
     Rows may come from other tools: ``pipeline_type`` may be unknown or None, ``updated_at`` may
     not be a time (``updated_at_text`` keeps what the row holds), metadata may be anything.
+    (Named tuples, not dataclasses: this module is on the CLI's start-up path.)
     """
 
     id: int | None
@@ -30,7 +30,7 @@ class Change:
     bucket: str | None
     updated_at: datetime | None
     updated_by: str | None
-    metadata: dict = field(default_factory=dict)
+    metadata: dict
     updated_at_text: str | None = None
 
     @property
@@ -49,15 +49,15 @@ class Change:
 
     @property
     def reason(self) -> str | None:
-        return _text(self.metadata.get("reason"))
+        return field_text(self.metadata, "reason")
 
     @property
     def source(self) -> str | None:
-        return _text(self.metadata.get("source"))
+        return field_text(self.metadata, "source")
 
     @property
     def previous(self) -> str | None:
-        return _text(self.metadata.get("previous"))
+        return field_text(self.metadata, "previous")
 
     @property
     def reverts_to(self):
@@ -85,8 +85,7 @@ class Change:
         }
 
 
-@dataclass(frozen=True)
-class SetResult:
+class SetResult(NamedTuple):
     """What a set did: the change now current, and whether a row was written."""
 
     change: Change
@@ -96,8 +95,7 @@ class SetResult:
         return {**self.change.to_dict(), "changed": self.changed}
 
 
-@dataclass(frozen=True)
-class ChangeRequest:
+class ChangeRequest(NamedTuple):
     """A validated wish to make ``pipeline_type`` current (see :func:`request_change`)."""
 
     pipeline_type: str
@@ -208,30 +206,52 @@ def parse_metadata(text) -> dict:
     Not JSON, NaN or Infinity, numbers too large, nesting deeper than ``MAX_METADATA_DEPTH``:
     kept as ``{"unparsed": text}``. JSON that is not an object: ``{"value": value}``.
     """
+    return decode_metadata(text)[0]
+
+
+def decode_metadata(text) -> tuple[dict, str | None]:
+    """Return (:func:`parse_metadata`'s object, the stored text when it is that very object in
+    strict JSON, so that an export may copy it as it is; else None)."""
     if text is None or text == "":
-        return {}
+        return {}, None
     if not isinstance(text, str):
         text = text.decode("utf-8", "replace") if isinstance(text, bytes) else str(text)
     try:
-        value = json.loads(text, parse_constant=_refuse, parse_float=_finite_float)
+        value = _DECODER.decode(text)
     except (ValueError, RecursionError):
-        return {"unparsed": text}
+        return {"unparsed": text}, None
     if (text.count("[") + text.count("{")) > MAX_METADATA_DEPTH and _depth(value) > (
         MAX_METADATA_DEPTH
     ):
-        return {"unparsed": text}
-    return value if isinstance(value, dict) else {"value": value}
+        return {"unparsed": text}, None
+    if "\\u" in text and not _encodable(value):  # "\\ud800": a lone surrogate, not Unicode
+        return {"unparsed": text}, None
+    if isinstance(value, dict):
+        return value, text
+    return {"value": value}, None
+
+
+def _finite(text):
+    value = float(text)
+    if not math.isfinite(value):
+        raise ValueError(f"{text} is out of range")
+    return value
 
 
 def _refuse(constant):
     raise ValueError(f"{constant} is not JSON")
 
 
-def _finite_float(text):
-    value = float(text)
-    if not math.isfinite(value):
-        raise ValueError(f"{text} is out of range")
-    return value
+# One strict decoder, built once (json.loads with options builds one per call).
+_DECODER = json.JSONDecoder(parse_constant=_refuse, parse_float=_finite)
+
+
+def _encodable(value) -> bool:
+    try:
+        json.dumps(value, ensure_ascii=False).encode("utf-8")
+    except UnicodeEncodeError:
+        return False
+    return True
 
 
 def _depth(value) -> int:
@@ -247,7 +267,31 @@ def _depth(value) -> int:
     return deepest
 
 
-def _text(value) -> str | None:
+def field_text(metadata: dict, key: str) -> str | None:
+    """Return metadata ``key`` as text (another tool may have stored a number or an object)."""
+    value = metadata.get(key)
     if value is None or isinstance(value, str):
         return value
     return json.dumps(value, ensure_ascii=False)
+
+
+def stored_text(value) -> str | None:
+    """Return a stored value as text: blobs decoded (invalid bytes replaced), numbers written."""
+    if value is None or isinstance(value, str):
+        return value
+    if isinstance(value, bytes):
+        return value.decode("utf-8", "replace")
+    return str(value)
+
+
+def stamp_text(value) -> str | None:
+    """Return a stored ``updated_at`` as records show it: ISO 8601 UTC, else as stored."""
+    if value.__class__ is str and len(value) == 23 and value[10] == " " and value[19] == ".":
+        # Our own form, "YYYY-MM-DD HH:MM:SS.SSS" (UTC): rewritten, once it reads as a time.
+        try:
+            datetime.fromisoformat(value)
+        except ValueError:
+            pass
+        else:
+            return f"{value[:10]}T{value[11:]}Z"
+    return timefmt.iso(timefmt.parse(value)) or stored_text(value)

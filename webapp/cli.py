@@ -8,10 +8,8 @@ cause end as one ``Error: ...`` line and the exit code README documents.
 
 import contextlib
 import functools
-import getpass
 import itertools
 import json
-import logging
 import os
 import sys
 
@@ -19,7 +17,6 @@ import click
 
 from .config import EMBEDDED_DB, load_settings
 from .errors import InvalidInput, PipelineError
-from .export import write_csv
 from .pipelines import PIPELINE_TYPES
 from .store import PipelineStore
 from .text import terminal_safe
@@ -133,6 +130,8 @@ def audit_on_stderr():
     A Kubernetes or Bacalhau job's log then holds the same audit record the server logs, while
     stdout stays the command's answer.
     """
+    import logging
+
     audit = logging.getLogger("pipeline.audit")
     handler = logging.StreamHandler(sys.stderr)
     saved_level = audit.level
@@ -147,6 +146,8 @@ def audit_on_stderr():
 
 def default_operator() -> str:
     """Return the OS user (containers may run under a uid with no name)."""
+    import getpass
+
     try:
         return getpass.getuser()
     except (KeyError, OSError):
@@ -301,24 +302,24 @@ def history_command(ctx, limit, show_all, output_format, as_json):
     Example:
       pipeline-manager --db /data/sensor_data.db history --all --format csv > changes.csv
     """
-    from .export import write_json
+    from .export import write_csv, write_json
 
     with open_store(ctx) as store:
-        changes = store.iter_history()
+        rows = store.iter_rows()
         if not show_all:
-            changes = itertools.islice(changes, limit)
+            rows = itertools.islice(rows, limit)
         # Read the first row before printing anything: a bad database is one Error: line.
-        changes = itertools.chain(list(itertools.islice(changes, 1)), changes)
+        rows = itertools.chain(list(itertools.islice(rows, 1)), rows)
         if as_json or output_format == "json":
-            write_json(changes, sys.stdout)
+            write_json(rows, store.buckets, sys.stdout)
             click.echo()
             return
         if output_format == "csv":
-            write_csv(changes, sys.stdout)
+            write_csv(rows, store.buckets, sys.stdout)
             return
         click.echo(database_line(store))
         empty = True
-        for change in changes:
+        for change in map(store.change_of, rows):
             click.echo(describe(change))
             empty = False
         if empty:

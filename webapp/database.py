@@ -11,7 +11,6 @@ costs about a microsecond), and the connection is reopened or the problem report
 import os
 import sqlite3
 import time
-from pathlib import Path
 
 from . import events
 from .errors import DatabaseBusy, DatabaseUnusable, ForeignTable
@@ -59,6 +58,17 @@ def unusable(error: sqlite3.Error, path) -> DatabaseUnusable:
     return DatabaseUnusable(f"database error in {path}: {error}")
 
 
+def file_uri(path, mode: str) -> str:
+    """Return SQLite's ``file:`` URI for ``path`` (``%``, ``?`` and ``#`` escaped) and ``mode``.
+
+    A URI, because only a URI can say ``mode=rw``: never create a file the operator named.
+    """
+    absolute = os.path.abspath(path)
+    for char, escaped in (("%", "%25"), ("?", "%3f"), ("#", "%23")):
+        absolute = absolute.replace(char, escaped)
+    return f"file:{absolute}?mode={mode}"
+
+
 def _tolerant_text(raw: bytes) -> str:
     return raw.decode("utf-8", "replace")
 
@@ -89,7 +99,7 @@ class Database:
     """
 
     def __init__(self, path, *, create=False, write_timeout=10.0, prepare=None, write_gate=None):
-        self.path = Path(os.fspath(path))
+        self.path = os.fspath(path)
         self.create = create
         self.write_timeout = float(write_timeout)
         self.prepare = prepare
@@ -115,7 +125,7 @@ class Database:
             conn.close()
 
     def exists(self) -> bool:
-        return self.path.exists()
+        return os.path.exists(self.path)
 
     @staticmethod
     def _file_stamp(stat) -> tuple:
@@ -131,20 +141,20 @@ class Database:
 
     def _check_file(self) -> None:
         """Refuse, before SQLite touches it, a path that cannot be a usable database."""
-        path = self.path
+        path, folder = self.path, os.path.dirname(os.path.abspath(self.path))
         try:
-            stat = path.stat()
+            stat = os.stat(path)
         except FileNotFoundError:
             if not self.create:
                 raise DatabaseUnusable(f"database not found: {path}") from None
-            if not path.parent.is_dir():
-                raise DatabaseUnusable(f"database folder not found: {path.parent}") from None
-            if not os.access(path.parent, os.W_OK):
-                raise DatabaseUnusable(f"database folder is not writable: {path.parent}") from None
+            if not os.path.isdir(folder):
+                raise DatabaseUnusable(f"database folder not found: {folder}") from None
+            if not os.access(folder, os.W_OK):
+                raise DatabaseUnusable(f"database folder is not writable: {folder}") from None
             return
         except OSError as error:
             raise DatabaseUnusable(f"cannot reach the database {path} ({error.strerror})") from None
-        if path.is_dir():
+        if os.path.isdir(path):
             raise DatabaseUnusable(f"database path is a directory: {path}")
         if stat.st_size == 0 and not self.create:
             # SQLite would take an empty file for a new database: a truncated file must not be.
@@ -153,15 +163,15 @@ class Database:
             raise DatabaseUnusable(f"database is not readable: {path}")
         if not os.access(path, os.W_OK):
             raise DatabaseUnusable(f"database is not writable: {path}")
-        if not os.access(path.parent, os.W_OK):
+        if not os.access(folder, os.W_OK):
             # WAL keeps -wal and -shm files beside the database.
-            raise DatabaseUnusable(f"database folder is not writable (WAL needs it): {path.parent}")
+            raise DatabaseUnusable(f"database folder is not writable (WAL needs it): {folder}")
 
     def _open(self) -> sqlite3.Connection:
         self._check_file()
         mode = "rwc" if self.create else "rw"
         conn = sqlite3.connect(
-            self.path.resolve().as_uri() + f"?mode={mode}",
+            file_uri(self.path, mode),
             uri=True,
             timeout=BUSY_TIMEOUT_SECONDS,
             isolation_level=None,  # we issue BEGIN IMMEDIATE / COMMIT ourselves

@@ -4,19 +4,18 @@ Counters are per process; listeners (the web's metrics) are told of each increme
 gunicorn workers can sum them. The audit log is one JSON line per change we wrote.
 """
 
+import _thread
 import json
-import logging
-import threading
 
 from .changes import Change, audit_record
 
 #: Per-process counters of write contention.
 STATS = {"write_retries": 0, "busy_failures": 0}
-_lock = threading.Lock()
+_lock = _thread.allocate_lock()  # (not threading, nor logging below: CLI start-up time)
 _listeners = []
 
-#: One JSON line per change (who, from, to, reason, source, id), for the platform's log pipeline.
-AUDIT_LOG = logging.getLogger("pipeline.audit")
+#: The logger of one JSON line per change (who, from, to, reason, source, id).
+AUDIT_LOGGER = "pipeline.audit"
 
 
 def on_stat(listener) -> None:
@@ -34,5 +33,8 @@ def bump(name: str) -> None:
 
 def log_change(change: Change) -> None:
     """Log ``change`` as one JSON line on ``pipeline.audit`` (after its commit: it happened)."""
-    if AUDIT_LOG.isEnabledFor(logging.INFO):
-        AUDIT_LOG.info(json.dumps(audit_record(change), ensure_ascii=False, allow_nan=False))
+    import logging
+
+    audit = logging.getLogger(AUDIT_LOGGER)
+    if audit.isEnabledFor(logging.INFO):
+        audit.info(json.dumps(audit_record(change), ensure_ascii=False, allow_nan=False))

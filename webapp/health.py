@@ -22,7 +22,7 @@ def healthz():
 def readyz():
     """Answer 200 when the database exists, opens and has our schema (or none yet)."""
     store = get_store()
-    if not store.path.exists():
+    if not store.db.exists():
         return not_ready(f"database not found: {store.path}")
     try:
         status = store.status()

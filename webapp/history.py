@@ -69,8 +69,8 @@ def export(fmt):
     form, filters, valid = history_query(request.args)
     if not valid:
         raise InvalidInput("invalid filter: " + "; ".join(map(str, form.errors.values())))
-    changes = store.iter_history(**filters)
-    chunks = json_chunks(changes) if fmt == "json" else csv_chunks(changes)
+    rows = store.iter_rows(**filters)
+    chunks = json_chunks(rows, store.buckets) if fmt == "json" else csv_chunks(rows, store.buckets)
     # The first chunk is read here: a database that cannot be read still answers with its
     # status (503) instead of a 200 that stops short.
     chunks = itertools.chain([next(chunks)], chunks)

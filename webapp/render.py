@@ -90,7 +90,7 @@ def utc(moment) -> str:
 
 def type_label(value) -> str:
     """Show any stored type the way Change.type_label does (an unknown one says so)."""
-    return Change(None, value, None, None, None).type_label
+    return Change(None, value, None, None, None, {}).type_label
 
 
 def init_app(app) -> None:

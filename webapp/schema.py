@@ -55,7 +55,12 @@ def accepted_types(conn) -> tuple[str, ...]:
     rows = conn.execute(
         "SELECT sql FROM sqlite_master WHERE type = 'table' AND name = ?", (TABLE,)
     ).fetchall()
-    match = CHECK_LIST.search(rows[0][0] or "") if rows else None
+    return accepted_types_of(rows[0][0] if rows else None)
+
+
+def accepted_types_of(table_sql: str | None) -> tuple[str, ...]:
+    """Return the types a ``CREATE TABLE`` statement's CHECK list names (ours without one)."""
+    match = CHECK_LIST.search(table_sql or "")
     if not match:
         return PIPELINE_TYPES
     return tuple(value.replace("''", "'") for value in re.findall(r"'((?:[^']|'')*)'", match[1]))

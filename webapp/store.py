@@ -10,11 +10,13 @@ uploader use all the time. So (see database.py for the mechanics):
 * every read costs the same with a thousand rows or a million: indexes, keyset pages, bounds.
 """
 
+import contextlib
 import json
+import os
 from collections import namedtuple
 from datetime import UTC, datetime
 
-from . import events, schema, timefmt
+from . import events, queries, schema, timefmt
 from .changes import (
     Change,
     SetResult,
@@ -24,6 +26,7 @@ from .changes import (
     next_timestamp,
     parse_metadata,
     request_change,
+    stored_text,
 )
 from .database import Database
 from .errors import InvalidInput
@@ -71,7 +74,8 @@ class PipelineStore:
         create = not path
         if create:
             path = EMBEDDED_DB
-            path.parent.mkdir(exist_ok=True)
+            with contextlib.suppress(OSError):  # else: refused as "folder not found" on use
+                os.makedirs(os.path.dirname(path), exist_ok=True)
         return cls(
             path,
             create=create,
@@ -100,20 +104,22 @@ class PipelineStore:
 
     # -- rows to changes -------------------------------------------------------------------
 
-    def _change(self, row) -> Change:
-        pipeline_type, stamp = row["pipeline_type"], row["updated_at"]
+    def change_of(self, row) -> Change:
+        """Return the :class:`Change` a stored row describes (as :meth:`rows` returns them)."""
+        # Other tools may store any SQLite value in any column: numbers, blobs, NULLs.
+        pipeline_type, stamp = stored_text(row["pipeline_type"]), row["updated_at"]
         return Change(
             id=row["id"],
             pipeline_type=pipeline_type,
             bucket=self.buckets.get(pipeline_type) if pipeline_type in PIPELINE_TYPES else None,
-            updated_at=timefmt.parse(stamp),
-            updated_by=None if row["updated_by"] is None else str(row["updated_by"]),
+            updated_at=timefmt.parse(stored_text(stamp)),
+            updated_by=stored_text(row["updated_by"]),
             metadata=parse_metadata(row["metadata"]),
-            updated_at_text=None if stamp is None else str(stamp),
+            updated_at_text=stored_text(stamp),
         )
 
     def _changes(self, sql, params=()) -> list[Change]:
-        return [self._change(row) for row in self.db.read(sql, params)]
+        return [self.change_of(row) for row in self.db.read(sql, params)]
 
     def default_change(self) -> Change:
         return default_change(self.buckets)
@@ -127,29 +133,18 @@ class PipelineStore:
 
     def get(self, change_id: int) -> Change | None:
         """Return change ``change_id``, or None."""
-        rows = self._changes(f"{SELECT_ROWS} WHERE id = ?", (_change_id(change_id),))
+        rows = self._changes(f"{SELECT_ROWS} WHERE id = ?", (queries.change_id(change_id),))
         return rows[0] if rows else None
 
     def history(self, limit=20, *, before=None, after=None, **filters) -> list[Change]:
         """Return up to ``limit`` changes, newest first, older than ``before`` (an id) or newer
         than ``after``. Filters: ``pipeline_type``, ``updated_by``, ``since``, ``until``."""
-        limit = _limit(limit)
-        where, params, order = _filters(**filters)
-        time_ordered = order != "id"
-        if before is not None or after is not None:
-            cursor = _change_id(before if before is not None else after)
-            sign = "<" if before is not None else ">"
-            if time_ordered:
-                row = f"(SELECT updated_at FROM {TABLE} WHERE id = ?)"
-                where.append(f"(updated_at, id) {sign} ({row}, ?)")
-                params += [cursor, cursor]
-            else:
-                where.append(f"id {sign} ?")
-                params.append(cursor)
-        direction = "ASC" if after is not None else "DESC"
-        keys = ", ".join(f"{key} {direction}" for key in order.split(", "))
-        clause = f" WHERE {' AND '.join(where)}" if where else ""
-        rows = self._changes(f"{SELECT_ROWS}{clause} ORDER BY {keys} LIMIT ?", (*params, limit))
+        return [self.change_of(row) for row in self.rows(limit, before, after, **filters)]
+
+    def rows(self, limit, before=None, after=None, **filters) -> list:
+        """Return the rows :meth:`history` describes, as stored (``sqlite3.Row``; exports)."""
+        sql, params = queries.history(limit, before, after, **filters)
+        rows = self.db.read(sql, params)
         return rows[::-1] if after is not None else rows
 
     def page(self, limit=25, *, before=None, after=None, **filters) -> Page:
@@ -170,27 +165,32 @@ class PipelineStore:
 
     def count(self, upto=1000, **filters) -> int:
         """Return how many changes match, counting at most ``upto`` (a full count is a scan)."""
-        where, params, _ = _filters(**filters)
-        clause = f" WHERE {' AND '.join(where)}" if where else ""
-        rows = self.db.read(
-            f"SELECT count(*) FROM (SELECT 1 FROM {TABLE}{clause} LIMIT ?)", (*params, int(upto))
-        )
+        rows = self.db.read(*queries.count(upto, **filters))
         return rows[0][0] if rows else 0
 
     def iter_history(self, chunk=EXPORT_CHUNK, **filters):
-        """Yield every matching change, newest first, a bounded chunk per statement (exports)."""
+        """Yield every matching change, newest first, a bounded chunk per statement."""
+        return map(self.change_of, self.iter_rows(chunk, **filters))
+
+    def iter_rows(self, chunk=EXPORT_CHUNK, **filters):
+        """Yield every matching row as stored, newest first, a bounded chunk per statement.
+
+        Each chunk is its own statement run to completion: an export of a million rows holds
+        no snapshot open and no more than ``chunk`` rows in memory.
+        """
         before = None
         while True:
-            rows = self.history(chunk, before=before, **filters)
+            rows = self.rows(chunk, before, **filters)
             yield from rows
             if len(rows) < chunk:
                 return
-            before = rows[-1].id
+            before = rows[-1]["id"]
 
     def changes_after(self, after_id: int, limit=1000) -> list[Change]:
         """Return changes with an id above ``after_id``, oldest first (monitor, webhooks)."""
         return self._changes(
-            f"{SELECT_ROWS} WHERE id > ? ORDER BY id LIMIT ?", (_change_id(after_id), int(limit))
+            f"{SELECT_ROWS} WHERE id > ? ORDER BY id LIMIT ?",
+            (queries.change_id(after_id), int(limit)),
         )
 
     def active_at(self, moment: datetime) -> Change:
@@ -217,6 +217,13 @@ class PipelineStore:
             last = rows[0][0]
             names.append(str(last))
         return names
+
+    def accepted_types(self) -> tuple[str, ...]:
+        """Return the types this table's CHECK accepts (ours when there is no table yet)."""
+        rows = self.db.read(
+            "SELECT sql FROM sqlite_master WHERE type = 'table' AND name = ?", (TABLE,)
+        )
+        return schema.accepted_types_of(rows[0][0] if rows else None)
 
     def data_version(self) -> int:
         """Return ``PRAGMA data_version``: it changes when another connection commits."""
@@ -261,12 +268,14 @@ class PipelineStore:
             reverts_to=reverts_to,
             require_reason=self.require_reason,
         )
+        # Before anything is written (even the switch to WAL): a type this table refuses.
+        validate_type(request.pipeline_type, self.accepted_types())
 
         def work(conn):
             schema.create(conn)
             validate_type(request.pipeline_type, schema.accepted_types(conn))
             rows = conn.execute(f"{SELECT_ROWS} ORDER BY id DESC LIMIT 1").fetchall()
-            current = self._change(rows[0]) if rows else self.default_change()
+            current = self.change_of(rows[0]) if rows else self.default_change()
             if not must_insert(request, current):
                 return SetResult(current, changed=False)
             newest = conn.execute(f"SELECT max(updated_at) FROM {TABLE}").fetchall()[0][0]
@@ -284,7 +293,7 @@ class PipelineStore:
                 ),
             )
             row = conn.execute(f"{SELECT_ROWS} WHERE id = ?", (cursor.lastrowid,)).fetchall()
-            return SetResult(self._change(row[0]), changed=True)
+            return SetResult(self.change_of(row[0]), changed=True)
 
         result = self.db.write(work)
         if result.changed:
@@ -311,38 +320,6 @@ class PipelineStore:
         """Create the ``pipeline_config`` table and our indexes if missing (nothing else)."""
 
         self.db.write(schema.create)
-
-
-def _filters(pipeline_type=None, updated_by=None, since=None, until=None):
-    """Return (WHERE clauses, parameters, ORDER BY keys) for the history filters."""
-    clauses, params = [], []
-    if pipeline_type:
-        clauses.append("pipeline_type = ?")
-        params.append(validate_type(pipeline_type))
-    if updated_by:
-        clauses.append("updated_by = ?")
-        params.append(updated_by)
-    if since is not None:
-        clauses.append("updated_at >= ?")
-        params.append(timefmt.bound(since))
-    if until is not None:
-        clauses.append("updated_at < ?")
-        params.append(timefmt.bound(until))
-    # A time range walks the updated_at index; ids and times agree for every row we write.
-    order = "updated_at, id" if since is not None or until is not None else "id"
-    return clauses, params, order
-
-
-def _limit(limit) -> int:
-    if isinstance(limit, bool) or not isinstance(limit, int) or limit < 1:
-        raise InvalidInput(f"limit must be a whole number ≥ 1 (got {limit!r})")
-    return limit
-
-
-def _change_id(value) -> int:
-    if isinstance(value, bool) or not isinstance(value, int) or not 0 <= value < 2**63:
-        raise InvalidInput(f"a change id must be a whole number ≥ 0 (got {value!r})")
-    return value
 
 
 __all__ = ["Change", "Page", "PipelineStore", "SetResult"]

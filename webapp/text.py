@@ -26,9 +26,9 @@ def forbidden(char: str) -> bool:
 
 def describe(char: str) -> str:
     """Name a refused character for a message: ``U+000A (line feed)``."""
-    name = unicodedata.name(char, "") or {"\n": "line feed", "\r": "carriage return"}.get(char, "")
     if 0xD800 <= ord(char) <= 0xDFFF:
-        name = "a lone surrogate: not valid Unicode"
+        return f"U+{ord(char):04X} (a lone surrogate: not valid Unicode)"
+    name = unicodedata.name(char, "") or {"\n": "line feed", "\r": "carriage return"}.get(char, "")
     return f"U+{ord(char):04X}" + (f" ({name.lower()})" if name else "")
 
 
@@ -51,6 +51,10 @@ def clean_text(value, field: str, max_length: int, *, required=False) -> str | N
     return value or None
 
 
+# Marks that steer bidi display without being overrides; escaped on terminals, allowed in input.
+BIDI_MARKS = frozenset("\u200e\u200f\u061c")
+
+
 def terminal_safe(text) -> str:
     """Return ``text`` with everything a terminal could act on shown as an escape (``\\x1b``).
 
@@ -58,9 +62,13 @@ def terminal_safe(text) -> str:
     print a fake history line, a bidi override could reorder it.
     """
     text = "" if text is None else str(text)
-    if not any(forbidden(char) for char in text):
+    if not any(_unsafe(char) for char in text):
         return text
-    return "".join(_escape(char) if forbidden(char) else char for char in text)
+    return "".join(_escape(char) if _unsafe(char) else char for char in text)
+
+
+def _unsafe(char: str) -> bool:
+    return char in BIDI_MARKS or forbidden(char)
 
 
 def _escape(char: str) -> str:

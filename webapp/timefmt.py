@@ -33,6 +33,13 @@ def bound(moment: datetime) -> str:
 
 def parse(value) -> datetime | None:
     """Read an ``updated_at`` value as an aware UTC datetime, or None if it is not a time."""
+    if isinstance(value, str):  # the common case first: our own text form
+        try:
+            moment = datetime.fromisoformat(value)
+        except ValueError:
+            pass
+        else:
+            return moment.replace(tzinfo=UTC) if moment.tzinfo is None else moment.astimezone(UTC)
     if value is None or isinstance(value, bool):
         return None
     if isinstance(value, int | float):
@@ -53,7 +60,9 @@ def iso(moment: datetime | None) -> str | None:
     """Format ``moment`` as ISO 8601 UTC with milliseconds and ``Z`` (sorts as text, too)."""
     if moment is None:
         return None
-    return moment.astimezone(UTC).isoformat(timespec="milliseconds").replace("+00:00", "Z")
+    if moment.tzinfo is not UTC:
+        moment = moment.astimezone(UTC)
+    return moment.isoformat(timespec="milliseconds")[:-6] + "Z"  # "+00:00" → "Z"
 
 
 def ago(moment: datetime | None, now: datetime | None = None) -> str:

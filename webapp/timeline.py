@@ -16,7 +16,7 @@ from datetime import datetime, timedelta
 WIDTH = 100.0  # percent of the bar
 MIN_WIDTH = 0.8  # percent: a change of the last few minutes still shows (3 px on a phone)
 LABEL_MARGIN = 10.0  # percent: a centred label closer to an edge would be cut off on a phone
-MAX_CHANGES = 200  # drawn per window: bounded work whatever the history holds
+MAX_CHANGES = 60  # drawn per window: bounded work, and more would not be readable anyway
 FUTURE = timedelta(seconds=5)  # later than now by more than this is "in the future", as in ago()
 
 # kind: the change's type if we manage it, else "other" (never a stored value: it is a class).

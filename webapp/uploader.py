@@ -10,11 +10,11 @@ The current pipeline is the newest row by id. A row naming a type we do not mana
 not SQLite, raises :class:`DatabaseUnusable`. A missing or empty table reads as the default.
 """
 
+import os
 import sqlite3
 from collections import namedtuple
-from pathlib import Path
 
-from .database import fetch, is_busy, is_missing_table, unusable
+from .database import fetch, file_uri, is_busy, is_missing_table, unusable
 from .errors import DatabaseBusy, DatabaseUnusable, UnknownPipelineType
 from .pipelines import DEFAULT_BUCKETS, DEFAULT_PIPELINE, PIPELINE_TYPES
 
@@ -52,14 +52,11 @@ def connect_uploader(path, timeout: float = 10.0) -> sqlite3.Connection:
 
     Reconnect after a backup is restored under the path (a connection keeps the file it opened).
     """
-    path = Path(path)
-    if not path.is_file():
+    if not os.path.isfile(path):
         raise DatabaseUnusable(f"database not found: {path}")
-    if path.stat().st_size == 0:
+    if os.path.getsize(path) == 0:
         raise DatabaseUnusable(f"not an SQLite database (the file is empty): {path}")
-    conn = sqlite3.connect(
-        path.resolve().as_uri() + "?mode=rw", uri=True, timeout=timeout, isolation_level=None
-    )
+    conn = sqlite3.connect(file_uri(path, "rw"), uri=True, timeout=timeout, isolation_level=None)
     try:
         conn.execute("PRAGMA schema_version").fetchall()  # SQLite checks the header here
     except sqlite3.Error as error:
