@@ -306,3 +306,32 @@ def test_any_row_reads_as_strict_json_and_safe_text(tmp_path_factory, rows):
         for change in [store.current(), *changes]:
             json.dumps(change.to_dict(), allow_nan=False, ensure_ascii=False).encode("utf-8")
             assert_terminal_safe(describe(change))
+
+
+def test_operator_names_of_any_kind_are_listed_once(db_path):
+    write_rows(
+        db_path,
+        LOOSE_TABLE,
+        [
+            ("'raw'", "'x'", "CAST(x'ff' AS TEXT)", "NULL"),
+            ("'raw'", "'x'", "x'ff'", "NULL"),  # a blob
+            ("'raw'", "'x'", "42", "NULL"),  # a number: TEXT affinity stores '42'
+            ("'raw'", "'x'", "'alice'", "NULL"),
+            ("'raw'", "'x'", "CAST(x'ff' AS TEXT)", "NULL"),
+        ],
+    )
+    with PipelineStore(db_path) as store:
+        store.initialize()
+        assert store.operators() == ["42", "alice", "\ufffd"]
+
+
+def test_a_change_is_written_after_rows_whose_time_is_not_utf8(db_path):
+    write_rows(
+        db_path,
+        LOOSE_TABLE,
+        [("'raw'", "CAST(x'32303939ff' AS TEXT)", "CAST(x'ff' AS TEXT)", "CAST(x'ff' AS TEXT)")],
+    )
+    with PipelineStore(db_path) as store:
+        result = store.set("filtered", updated_by="ops", reason="after odd bytes")
+    assert result.changed and result.change.previous == "raw"
+    assert abs(datetime.now(UTC) - result.change.updated_at).total_seconds() < 60

@@ -28,11 +28,12 @@ from .changes import (
     request_change,
     stored_text,
 )
-from .database import Database
+from .database import Database, fetch
 from .errors import InvalidInput
 from .pipelines import DEFAULT_BUCKETS, PIPELINE_TYPES, validate_type
 from .schema import SELECT_ROWS, TABLE
 
+NEWEST_STAMP = f"SELECT max(updated_at) FROM {TABLE} WHERE updated_at >= '0' AND updated_at < ':'"
 EXPORT_CHUNK = 500  # rows per statement while streaming an export
 
 Page = namedtuple("Page", "changes older newer")  # cursors: ids for before= / after=, or None
@@ -206,16 +207,23 @@ class PipelineStore:
         return self.history(limit, since=start)
 
     def operators(self, limit=100) -> list[str]:
-        """Return up to ``limit`` distinct ``updated_by`` names, in order (one index seek each)."""
-        names, last = [], ""
+        """Return up to ``limit`` distinct ``updated_by`` names, in order (one index seek each).
+
+        The seek key is the stored bytes, not the decoded text: a name that is not UTF-8 reads
+        with U+FFFD in it and must not be searched for again as that.
+        """
+        names, last = [], b""
         while len(names) < limit:
             rows = self.db.read(
-                f"SELECT min(updated_by) FROM {TABLE} WHERE updated_by > ?", (last,)
+                # Text values only: numbers sort below any text, blobs above X''.
+                f"SELECT CAST(min(updated_by) AS BLOB) FROM {TABLE} "
+                "WHERE updated_by > CAST(? AS TEXT) AND updated_by < X''",
+                (last,),
             )
             if not rows or rows[0][0] is None:
                 break
             last = rows[0][0]
-            names.append(str(last))
+            names.append(last.decode("utf-8", "replace"))
         return names
 
     def accepted_types(self) -> tuple[str, ...]:
@@ -274,11 +282,13 @@ class PipelineStore:
         def work(conn):
             schema.create(conn)
             validate_type(request.pipeline_type, schema.accepted_types(conn))
-            rows = conn.execute(f"{SELECT_ROWS} ORDER BY id DESC LIMIT 1").fetchall()
+            # fetch(): the newest row may hold bytes that are not UTF-8 (another tool's).
+            rows = fetch(conn, f"{SELECT_ROWS} ORDER BY id DESC LIMIT 1")
             current = self.change_of(rows[0]) if rows else self.default_change()
             if not must_insert(request, current):
                 return SetResult(current, changed=False)
-            newest = conn.execute(f"SELECT max(updated_at) FROM {TABLE}").fetchall()[0][0]
+            # The newest stamp that text order sees, among values that start like a time.
+            newest = fetch(conn, NEWEST_STAMP)[0][0]
             clock = datetime.now(UTC)
             stamp = next_timestamp(clock, timefmt.parse(newest))
             metadata = new_metadata(request, current, clock, stamp)
@@ -292,7 +302,7 @@ class PipelineStore:
                     json.dumps(metadata, ensure_ascii=False, allow_nan=False),
                 ),
             )
-            row = conn.execute(f"{SELECT_ROWS} WHERE id = ?", (cursor.lastrowid,)).fetchall()
+            row = fetch(conn, f"{SELECT_ROWS} WHERE id = ?", (cursor.lastrowid,))
             return SetResult(self.change_of(row[0]), changed=True)
 
         result = self.db.write(work)
