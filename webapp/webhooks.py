@@ -54,7 +54,7 @@ def parse_webhook(url: str, position: int = 1) -> Webhook:
     scheme = parts.scheme.lower()
     if scheme not in ("http", "https"):
         got = f"{terminal_safe(scheme)}:" if scheme else "no scheme"
-        raise InvalidInput(f"{where}: only http:// and https:// URLs can be posted to (got {got})")
+        raise InvalidInput(f"{where}: not an http:// or https:// URL (got {got})")
     if not parts.hostname:
         raise InvalidInput(f"{where}: the URL names no host")
     try:
