@@ -355,6 +355,22 @@ def test_notify_refuses_a_corrupt_state_file_and_a_second_notifier(cli, tmp_path
     assert result.exit_code == 2 and "another notifier is already running" in result.stderr
 
 
+def test_notify_refuses_metrics_it_cannot_serve_or_write(cli, tmp_path):
+    import socket
+
+    with socket.socket() as taken:
+        taken.bind(("", 0))
+        taken.listen()
+        port = taken.getsockname()[1]
+        result = cli("notify", "--metrics-port", port, "--state", tmp_path / "state.json")
+    assert result.exit_code == 2
+    assert f"Error: cannot serve metrics on port {port} (Address already in use)" in result.stderr
+    missing = tmp_path / "missing" / "notify.prom"
+    result = cli("notify", "--metrics-file", missing, "--state", tmp_path / "state.json")
+    assert result.exit_code == 2
+    assert f"Error: cannot write the metrics file {missing} (No such file" in result.stderr
+
+
 def test_notify_on_a_missing_database_exits_5(cli, tmp_path):
     missing = tmp_path / "missing.db"
     result = cli("--db", missing, "notify", "--webhook", "https://h.example/")

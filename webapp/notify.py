@@ -314,7 +314,8 @@ class Notifier:
         """Wait up to ``grace`` seconds for attempts in flight, then let go of the database."""
         deadline = time.monotonic() + grace
         for delivery in self.deliveries:
-            delivery.join(max(0.0, deadline - time.monotonic()))
+            if delivery.is_alive():  # a stop during start() may leave some never started
+                delivery.join(max(0.0, deadline - time.monotonic()))
         if self.store is not None:
             self.store.close()
 
@@ -342,6 +343,7 @@ def serve(notifier: Notifier, *, metrics_port=None, metrics_file=None) -> None:
                     server = notify_metrics.serve(metrics_port, registry, notifier.alive)
                 if metrics_file is not None:
                     notifier.after_check = MetricsFile(metrics_file, registry)
+                    notifier.after_check.check()
             notifier.start()
             notifier.run()
         except StopRequested:
@@ -366,6 +368,17 @@ class MetricsFile:
         self.path, self.registry = path, registry
         self.written = None
         self.problem = None
+
+    def check(self) -> None:
+        """Write the file once now: a path that cannot be written is refused at start."""
+        from . import notify_metrics
+
+        try:
+            notify_metrics.write_file(self.path, self.registry)
+        except OSError as error:
+            raise InvalidInput(
+                f"cannot write the metrics file {self.path} ({error.strerror or error})"
+            ) from None
 
     def __call__(self, news: bool) -> None:
         from . import notify_metrics
