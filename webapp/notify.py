@@ -179,9 +179,13 @@ class Delivery(threading.Thread):
                 retry.next_action.sleep,
             )
 
+        # "Equal jitter": the n-th wait lies between half and all of min(0.5 s * 2^(n-1), max),
+        # so receivers coming back are not hit by every notifier at once, nor hammered at 0 s.
+        half = notifier.max_backoff / 2
         retrying = tenacity.Retrying(
             retry=tenacity.retry_if_exception_type(webhooks.DeliveryFailed),
-            wait=tenacity.wait_random_exponential(multiplier=0.5, max=notifier.max_backoff),
+            wait=tenacity.wait_exponential(multiplier=0.25, max=half)
+            + tenacity.wait_random_exponential(multiplier=0.25, max=half),
             before_sleep=failed,
             sleep=notifier.stopping.wait,  # a stop cuts the wait short; attempt() then ends it
             reraise=True,
@@ -359,6 +363,7 @@ def serve(notifier: Notifier, *, metrics_port=None, metrics_file=None) -> None:
                     server.shutdown()
                     server.server_close()
                 notifier.state.close()
+                LOG.info("stopped")
 
 
 class MetricsFile:
