@@ -461,3 +461,35 @@ def test_previous_is_the_type_of_the_row_before_whoever_wrote_it(db_path, tmp_pa
         (first, "filtered"),
         (second, "aggregated"),
     ]
+
+
+def test_a_delivery_thread_that_breaks_ends_the_watch_loop_with_an_error(
+    db_path, tmp_path, monkeypatch, caplog
+):
+    from webapp import notify, webhooks
+    from webapp.errors import PipelineError
+    from webapp.notify_state import NotifyState
+
+    def broken(change, previous):
+        raise RuntimeError("a bug")
+
+    monkeypatch.setattr(webhooks, "payload", broken)
+    state = NotifyState.open(tmp_path / "state.json")
+    notifier = notify.Notifier(
+        lambda: PipelineStore(db_path),
+        webhooks.parse_webhooks(["http://127.0.0.1:9/x"]),
+        state,
+        interval=0.05,
+    )
+    try:
+        notifier.start()
+        set_in_process(db_path, "filtered")
+        with pytest.raises(PipelineError, match=r"delivery to http://127\.0\.0\.1:9#\w+ stopped"):
+            notifier.run()  # the loop notices at its next check: a supervisor restarts us
+        assert not notifier.alive()
+    finally:
+        notifier.stop()
+        notifier.close(grace=WAIT)
+        state.close()
+    assert "RuntimeError: a bug" in caplog.text  # the traceback is in the log
+    assert acknowledged_in(tmp_path / "state.json") == [0]  # nothing acknowledged
