@@ -52,9 +52,6 @@ NOTIFY_COMMAND = [
 PENDING_SETTINGS = {
     # declared by the settings work in progress; remove once in SETTINGS
     "PIPELINE_PROXY_COUNT",
-    "PIPELINE_WEBHOOKS",
-    "PIPELINE_WEBHOOK_SECRET",
-    "PIPELINE_WEBHOOK_SECRET_FILE",
     "PIPELINE_WORKER_THREADS",
 }
 KNOWN_ENV = {setting.env for setting in SETTINGS} | {"WEB_CONCURRENCY"} | PENDING_SETTINGS
@@ -267,6 +264,9 @@ def test_command_is_a_valid_invocation(where, program, args, tmp_path, monkeypat
     if args[:1] == ["pipeline"] and "monitor" in args:
         run_monitor(args, db_path)
         return
+    if subcommand(program, args) == "notify":  # runs until stopped: parse it, run a no-op body
+        command = pipeline_manager().get_command(click.Context(pipeline_manager()), "notify")
+        monkeypatch.setattr(command, "callback", lambda **params: None)
     app = create_app(
         {"TESTING": True, "DB": str(db_path), "SECRET_KEY": "k", "USERS_FILE": str(users_file)}
     )
@@ -306,8 +306,6 @@ def run_pipeline_manager(where, args, db_path, monkeypatch):
     name = subcommand(MANAGER, args)
     if name in LONG_RUNNING:
         command = main.get_command(click.Context(main), name)
-        if command is None and name == "notify":  # TODO(issue 9): remove when notify lands
-            pytest.skip("the notify command is being built (issue 9)")
         assert command is not None, f"{where}: pipeline-manager has no `{name}` command"
         monkeypatch.setattr(command, "callback", lambda **params: None)
     result = CliRunner().invoke(main, args, prog_name=MANAGER)
@@ -501,6 +499,10 @@ def test_compose_notify_service():
     name = Path(secret_file).name
     assert secret_file == f"/run/secrets/{name}"
     assert notify["secrets"] == [name] and name in document["secrets"]
+    # The image's HEALTHCHECK asks the dashboard's port: the notifier's own asks its metrics port.
+    check = notify["healthcheck"]["test"]
+    assert check[:3] == ["CMD", "python", "-c"] and "127.0.0.1:9101/healthz" in check[3]
+    assert str(notify["expose"][0]) == NOTIFY_COMMAND[NOTIFY_COMMAND.index("--metrics-port") + 1]
 
 
 # -- Kubernetes ------------------------------------------------------------------------------------
@@ -614,6 +616,7 @@ def test_kubernetes_notify_sidecar():
     dashboard_mounts = {mount["mountPath"]: mount["name"] for mount in dashboard["volumeMounts"]}
     assert mounts["/data"] == dashboard_mounts["/data"]  # the database and the state file
     assert "secrets" not in mounts.values()  # the dashboard's secret key and users stay its own
+    assert notify["livenessProbe"]["httpGet"] == {"path": "/healthz", "port": "notify-metrics"}
 
 
 def exit_code_action(rules, container_name, exit_code):

@@ -365,5 +365,89 @@ def monitor_command(ctx, interval, count, as_json):
                 break
 
 
+@pipeline_cli.command("notify")
+@db_option
+@click.option(
+    "--webhook",
+    "webhook_urls",
+    multiple=True,
+    metavar="URL",
+    help="POST each change to URL (repeatable). Default: $PIPELINE_WEBHOOKS (comma-separated).",
+)
+@click.option(
+    "--interval",
+    type=click.FloatRange(min=0.05, max=3600),
+    default=1.0,
+    show_default=True,
+    metavar="SECONDS",
+    help="Seconds between checks of the database.",
+)
+@click.option(
+    "--state",
+    "state_path",
+    metavar="PATH",
+    help="Where each webhook's last acknowledged change is kept. "
+    "Default: pipeline-notify-state.json beside the database.",
+)
+@click.option(
+    "--from-id",
+    type=click.IntRange(min=0),
+    metavar="N",
+    help="A webhook with no state yet gets every change after N (default: only new changes).",
+)
+@click.option(
+    "--metrics-port",
+    type=click.IntRange(min=1, max=65535),
+    metavar="PORT",
+    help="Serve Prometheus /metrics and /healthz on PORT (all interfaces).",
+)
+@click.option(
+    "--metrics-file",
+    metavar="PATH",
+    help="Write the metrics to PATH (node_exporter's textfile collector).",
+)
+@click.option(
+    "--max-backoff",
+    type=click.FloatRange(min=0.1, max=3600),
+    default=60.0,
+    show_default=True,
+    metavar="SECONDS",
+    help="Longest wait, in seconds, between two attempts to post one change.",
+)
+@click.pass_context
+@reports_errors
+def notify_command(
+    ctx, webhook_urls, interval, state_path, from_id, metrics_port, metrics_file, max_backoff
+):
+    """Post every pipeline change to webhooks, in order, at least once (SIGTERM stops).
+
+    \b
+    Example:
+      pipeline-manager --db /data/sensor_data.db notify --webhook https://hooks.example.org/x
+    """
+    # Imported here: the other commands start fast on small boards without them.
+    from .config import webhook_secret
+    from .notify import Notifier, logging_to_stderr, serve
+    from .notify_state import NotifyState, default_path
+    from .webhooks import parse_webhooks, split_setting
+
+    config = settings(ctx)
+    hooks = parse_webhooks(webhook_urls or split_setting(config.get("WEBHOOKS")))
+    secret = webhook_secret(config)
+    database = open_store(ctx).path  # each thread of the notifier opens its own connection
+    state = NotifyState.open(state_path or default_path(database))
+    notifier = Notifier(
+        functools.partial(open_store, ctx),
+        hooks,
+        state,
+        secret=secret,
+        interval=interval,
+        from_id=from_id,
+        max_backoff=max_backoff,
+    )
+    with logging_to_stderr():
+        serve(notifier, metrics_port=metrics_port, metrics_file=metrics_file)
+
+
 #: The ``pipeline-manager`` console script: the same group, without Flask.
 main = pipeline_cli

@@ -96,6 +96,30 @@ SETTINGS = (
         "How often the dashboard asks for changes.",
     ),
     Setting(
+        "PIPELINE_WEBHOOKS",
+        "WEBHOOKS",
+        None,
+        "str",
+        "Comma-separated http(s) URLs that `pipeline notify` posts each change to (`--webhook` "
+        "replaces them).",
+    ),
+    Setting(
+        "PIPELINE_WEBHOOK_SECRET",
+        "WEBHOOK_SECRET",
+        None,
+        "str",
+        "Key of the `X-Pipeline-Signature` HMAC-SHA256 on each webhook post. Unset: posts are "
+        "not signed.",
+    ),
+    Setting(
+        "PIPELINE_WEBHOOK_SECRET_FILE",
+        "WEBHOOK_SECRET_FILE",
+        None,
+        "path",
+        "File holding the webhook key (a Docker or Kubernetes secret); used when "
+        "`PIPELINE_WEBHOOK_SECRET` is unset.",
+    ),
+    Setting(
         "PIPELINE_ENV",
         "ENV",
         "production",
@@ -174,18 +198,30 @@ def load_settings(environ) -> dict:
     return config
 
 
-def read_secret_file(path) -> str:
+def read_secret_file(path, setting="PIPELINE_SECRET_KEY_FILE") -> str:
     """Return the secret in ``path`` (compose and Kubernetes mount secrets as files)."""
     try:
         with open(path, encoding="utf-8") as handle:
             secret = handle.read().strip()
     except OSError as error:
-        raise InvalidInput(
-            f"PIPELINE_SECRET_KEY_FILE: cannot read {path} ({error.strerror})"
-        ) from None
+        raise InvalidInput(f"{setting}: cannot read {path} ({error.strerror})") from None
+    except UnicodeDecodeError:
+        raise InvalidInput(f"{setting}: {path} is not UTF-8 text") from None
     if not secret:
-        raise InvalidInput(f"PIPELINE_SECRET_KEY_FILE: {path} is empty")
+        raise InvalidInput(f"{setting}: {path} is empty")
     return secret
+
+
+def webhook_secret(config) -> str | None:
+    """Return the key that signs webhook posts: ``PIPELINE_WEBHOOK_SECRET``, else its file.
+
+    Read only by ``pipeline notify``, so a bad key file never stops ``get`` or the dashboard.
+    """
+    if config.get("WEBHOOK_SECRET"):
+        return config["WEBHOOK_SECRET"]
+    if config.get("WEBHOOK_SECRET_FILE"):
+        return read_secret_file(config["WEBHOOK_SECRET_FILE"], "PIPELINE_WEBHOOK_SECRET_FILE")
+    return None
 
 
 def buckets_from(config) -> dict[str, str]:

@@ -37,6 +37,11 @@ class Watcher:
         self._backlog = after is not None and after < current.version
         return current
 
+    @property
+    def problem(self) -> str | None:
+        """What keeps the database from being read right now (None while it reads fine)."""
+        return self._problem
+
     def _read_stamp(self):
         version = self.store.data_version()  # may reopen a replaced file: read it first
         return version, self.store.generation

@@ -1,0 +1,440 @@
+"""Post every change of ``pipeline_config`` to webhooks: in id order, at least once, whoever
+wrote it; a restart resumes after the last acknowledged change.
+
+One watcher (watch.py: one ``PRAGMA data_version`` per idle check, no transaction held open)
+publishes the newest change id. Each webhook has its own thread, cursor and connection: it reads
+the changes after its cursor and posts them one at a time, retrying each with jittered
+exponential backoff until a 2xx, so order is kept and a dead webhook holds back only itself.
+After each acknowledgement its cursor is saved (notify_state.py). Nothing here writes to the
+database. No Flask.
+"""
+
+import contextlib
+import itertools
+import logging
+import os
+import signal
+import sys
+import threading
+import time
+from dataclasses import dataclass
+
+from . import webhooks
+from .errors import InvalidInput, PipelineError
+from .watch import BATCH, Watcher
+
+LOG = logging.getLogger("pipeline.notify")
+READ_BATCH = 100  # changes read per statement by a delivery thread
+METRICS_FILE_EVERY = 60.0  # seconds: the file is rewritten at least this often, even when idle
+STOP_SIGNALS = (signal.SIGTERM, signal.SIGINT)
+
+
+class StopRequested(BaseException):
+    """SIGTERM or SIGINT: finish the attempt in flight, then exit 0."""
+
+
+@dataclass(frozen=True)
+class WebhookStats:
+    label: str
+    acknowledged: int
+    delivered: int
+    failed: int
+    last_delivery: float | None
+
+
+@dataclass(frozen=True)
+class Snapshot:
+    """What the metrics report, read at one moment."""
+
+    newest: int
+    database_up: bool
+    last_check: float
+    webhooks: tuple
+
+
+class Feed:
+    """The newest change id the watcher has seen; delivery threads wait here for news."""
+
+    def __init__(self, newest: int):
+        self.newest = newest
+        self.closed = False
+        self._news = threading.Condition()
+
+    def publish(self, newest: int) -> None:
+        with self._news:
+            self.newest = newest
+            self._news.notify_all()
+
+    def close(self) -> None:
+        with self._news:
+            self.closed = True
+            self._news.notify_all()
+
+    def wait_past(self, cursor: int) -> int | None:
+        """Return the newest id once it is not ``cursor`` (above, or below after a replaced
+        file); None once closed."""
+        with self._news:
+            self._news.wait_for(lambda: self.closed or self.newest != cursor)
+            return None if self.closed else self.newest
+
+
+class Delivery(threading.Thread):
+    """Post one webhook's changes in id order, each until a 2xx; its own cursor and connection."""
+
+    def __init__(self, notifier, webhook, cursor: int):
+        super().__init__(name=f"notify {webhook.label}", daemon=True)
+        self.notifier = notifier
+        self.webhook = webhook
+        self.cursor = cursor
+        self.delivered = 0
+        self.failed = 0
+        self.last_delivery = None
+        self.crashed = None
+
+    def stats(self) -> WebhookStats:
+        return WebhookStats(
+            self.webhook.label, self.cursor, self.delivered, self.failed, self.last_delivery
+        )
+
+    def run(self) -> None:
+        try:
+            with self.notifier.open_store() as store:
+                self._follow(store)
+        except BaseException as error:  # a bug: the watch loop sees it and ends the process
+            self.crashed = error
+            LOG.exception("%s: delivery stopped by an internal error", self.webhook.label)
+
+    def _follow(self, store) -> None:
+        label, problem = self.webhook.label, None
+        while True:
+            newest = self.notifier.feed.wait_past(self.cursor)
+            if newest is None:
+                return
+            if newest < self.cursor:
+                LOG.warning(
+                    "%s: the database's newest change is #%d, older than #%d already handled "
+                    "(the file was replaced?): posting the changes after #%d",
+                    label,
+                    newest,
+                    self.cursor,
+                    newest,
+                )
+                self._done(newest)
+                continue
+            try:
+                changes = store.changes_after(self.cursor, limit=READ_BATCH)
+                before = store.history(1, before=changes[0].id) if changes else []
+            except PipelineError as error:
+                if str(error) != problem:
+                    LOG.warning("%s: cannot read the changes to post (%s); retrying", label, error)
+                    problem = str(error)
+                if self.notifier.stopping.wait(self.notifier.interval):
+                    return
+                continue
+            problem = None
+            due = [change for change in changes if change.id <= newest]
+            if not due:  # the rows up to ``newest`` are gone (deleted, or the file replaced)
+                self._done(newest)
+                continue
+            # "previous" is the type of the row before, whoever wrote it: another tool's row has
+            # no metadata saying so.
+            previous = before[0].pipeline_type if before else None
+            for change in due:
+                if not self._deliver(change, previous):
+                    return
+                self._done(change.id)
+                previous = change.pipeline_type
+
+    def _deliver(self, change, previous) -> bool:
+        """Post ``change`` until a 2xx; False if the notifier stops first."""
+        import tenacity
+
+        notifier, label = self.notifier, self.webhook.label
+        body = webhooks.payload(change, previous)
+        headers = webhooks.headers(change.id, body, notifier.secret)
+        numbers = itertools.count(1)
+
+        def attempt():
+            if notifier.stopping.is_set():
+                raise StopRequested
+            number, started = next(numbers), time.monotonic()
+            status = webhooks.post(self.webhook, body, headers, notifier.timeout)
+            self.delivered += 1
+            self.last_delivery = time.time()
+            elapsed = (time.monotonic() - started) * 1000
+            LOG.info(
+                "%s: change #%d delivered (HTTP %d in %.0f ms, attempt %d)",
+                *(label, change.id, status, elapsed, number),
+            )
+
+        def failed(retry):
+            self.failed += 1
+            notifier.changed()
+            LOG.warning(
+                "%s: change #%d not delivered (%s, attempt %d); next attempt in %.1f s",
+                label,
+                change.id,
+                retry.outcome.exception(),
+                retry.attempt_number,
+                retry.next_action.sleep,
+            )
+
+        # "Equal jitter": the n-th wait lies between half and all of min(0.5 s * 2^(n-1), max),
+        # so receivers coming back are not hit by every notifier at once, nor hammered at 0 s.
+        half = notifier.max_backoff / 2
+        retrying = tenacity.Retrying(
+            retry=tenacity.retry_if_exception_type(webhooks.DeliveryFailed),
+            wait=tenacity.wait_exponential(multiplier=0.25, max=half)
+            + tenacity.wait_random_exponential(multiplier=0.25, max=half),
+            before_sleep=failed,
+            sleep=notifier.stopping.wait,  # a stop cuts the wait short; attempt() then ends it
+            reraise=True,
+        )  # no stop condition: later changes wait behind this one, however long it takes
+        try:
+            retrying(attempt)
+        except StopRequested:
+            return False
+        return True
+
+    def _done(self, change_id: int) -> None:
+        self.cursor = change_id
+        self.notifier.changed()
+        try:
+            self.notifier.state.record(self.webhook.key, self.webhook.label, change_id)
+        except OSError as error:
+            LOG.error(
+                "%s: cannot save the state file %s (%s); after a restart, changes delivered "
+                "since the last save would be posted again",
+                *(self.webhook.label, self.notifier.state.path, error.strerror or error),
+            )
+
+
+class Notifier:
+    """Watch the database; run one :class:`Delivery` per webhook until stopped."""
+
+    def __init__(
+        self,
+        open_store,
+        hooks,
+        state,
+        *,
+        secret=None,
+        interval=1.0,
+        from_id=None,
+        max_backoff=60.0,
+        timeout=webhooks.TIMEOUT,
+    ):
+        self.open_store = open_store  # a new PipelineStore: one per thread
+        self.webhooks = list(hooks)
+        self.state = state
+        self.secret = secret
+        self.interval = interval
+        self.from_id = from_id
+        self.max_backoff = max_backoff
+        self.timeout = timeout
+        self.stopping = threading.Event()
+        self.feed = None
+        self.deliveries = []
+        self.store = None
+        self.watcher = None
+        self.database_up = True
+        self.last_check = time.time()
+        self.after_check = None  # called with True when something changed since the last call
+        self._news = threading.Event()
+
+    def start(self) -> None:
+        """Open the database (it must be usable now: a typo is not an outage), start each webhook
+        where its state says (else at the newest change, or after ``from_id``), save that."""
+        self.store = self.open_store()
+        self.watcher = Watcher(self.store, warn=lambda line: LOG.warning("%s", line))
+        newest = self.watcher.start().version
+        if self.from_id is not None and self.from_id > newest:
+            raise InvalidInput(f"--from-id {self.from_id} is past the newest change (#{newest})")
+        self.feed = Feed(newest)
+        self.state.database = os.path.abspath(self.store.path)
+        saved_database = self.state.saved_database
+        if saved_database is not None and saved_database != self.state.database:
+            LOG.warning(
+                "the state file %s was written for %s, not %s; using it anyway",
+                *(self.state.path, saved_database, self.state.database),
+            )
+        for webhook in self.webhooks:
+            cursor = self.state.acknowledged(webhook.key)
+            origin = "its state"
+            if cursor is None:
+                cursor = newest if self.from_id is None else self.from_id
+                origin = "the newest change" if self.from_id is None else "--from-id"
+            try:
+                self.state.record(webhook.key, webhook.label, cursor)
+            except OSError as error:
+                raise InvalidInput(
+                    f"cannot write the state file {self.state.path} ({error.strerror or error})"
+                ) from None
+            LOG.info("%s: posting the changes after #%d (%s)", webhook.label, cursor, origin)
+            self.deliveries.append(Delivery(self, webhook, cursor))
+        for delivery in self.deliveries:
+            delivery.start()
+        if not self.webhooks:
+            LOG.warning(
+                "no webhook configured (--webhook URL or PIPELINE_WEBHOOKS): nothing is posted"
+            )
+        LOG.info(
+            "watching %s every %g s (newest change #%d); state in %s",
+            *(self.store.path, self.interval, newest, self.state.path),
+        )
+
+    def run(self) -> None:
+        """Check the database every ``interval`` until stopped; raise if a delivery broke."""
+        while not self.stopping.is_set():
+            changes = self.watcher.check()
+            self.database_up = self.watcher.problem is None
+            self.last_check = time.time()
+            if self.watcher.last_id != self.feed.newest:
+                self.feed.publish(self.watcher.last_id)
+                self.changed()
+            broken = next((d for d in self.deliveries if d.crashed is not None), None)
+            if broken is not None:
+                raise PipelineError(
+                    f"delivery to {broken.webhook.label} stopped by an internal error "
+                    f"({type(broken.crashed).__name__}, logged above); restart to resume"
+                )
+            if self.after_check is not None:
+                news = self._news.is_set()
+                self._news.clear()
+                self.after_check(news)
+            if len(changes) < BATCH:  # else a backlog: read on at once
+                self.stopping.wait(self.interval)
+
+    def changed(self) -> None:
+        """Note news for the metrics file (a delivery, a failure, a new change)."""
+        self._news.set()
+
+    def stop(self) -> None:
+        self.stopping.set()
+        if self.feed is not None:
+            self.feed.close()
+
+    def close(self, grace: float) -> None:
+        """Wait up to ``grace`` seconds for attempts in flight, then let go of the database."""
+        deadline = time.monotonic() + grace
+        for delivery in self.deliveries:
+            if delivery.is_alive():  # a stop during start() may leave some never started
+                delivery.join(max(0.0, deadline - time.monotonic()))
+        if self.store is not None:
+            self.store.close()
+
+    def alive(self) -> bool:
+        """True while the watch loop runs (``/healthz``): it checked within a few intervals."""
+        late = time.time() - self.last_check > 3 * self.interval + 30
+        return not late and not any(d.crashed is not None for d in self.deliveries)
+
+    def snapshot(self) -> Snapshot:
+        newest = self.feed.newest if self.feed is not None else 0
+        stats = tuple(delivery.stats() for delivery in self.deliveries)
+        return Snapshot(newest, self.database_up, self.last_check, stats)
+
+
+def serve(notifier: Notifier, *, metrics_port=None, metrics_file=None) -> None:
+    """Run ``notifier`` until SIGTERM or SIGINT (then return: exit 0), with its metrics."""
+    server = None
+    with stop_signals():
+        try:
+            if metrics_port is not None or metrics_file is not None:
+                from . import notify_metrics
+
+                registry = notify_metrics.registry_for(notifier.snapshot)
+                if metrics_port is not None:
+                    server = notify_metrics.serve(metrics_port, registry, notifier.alive)
+                if metrics_file is not None:
+                    notifier.after_check = MetricsFile(metrics_file, registry)
+                    notifier.after_check.check()
+            notifier.start()
+            notifier.run()
+        except StopRequested:
+            LOG.info("stopping: finishing the attempts in flight")
+        finally:
+            notifier.stop()
+            try:
+                notifier.close(grace=notifier.timeout + 1)
+            except StopRequested:  # a second signal: do not wait
+                LOG.warning("stopping at once: the attempts in flight will be posted again")
+            with contextlib.suppress(StopRequested):
+                if server is not None:
+                    server.shutdown()
+                    server.server_close()
+                notifier.state.close()
+                LOG.info("stopped")
+
+
+class MetricsFile:
+    """Rewrite the metrics file after news, and at least every minute (its age shows we run)."""
+
+    def __init__(self, path, registry):
+        self.path, self.registry = path, registry
+        self.written = None
+        self.problem = None
+
+    def check(self) -> None:
+        """Write the file once now: a path that cannot be written is refused at start."""
+        from . import notify_metrics
+
+        try:
+            notify_metrics.write_file(self.path, self.registry)
+        except OSError as error:
+            raise InvalidInput(
+                f"cannot write the metrics file {self.path} ({error.strerror or error})"
+            ) from None
+
+    def __call__(self, news: bool) -> None:
+        from . import notify_metrics
+
+        now = time.monotonic()
+        if not news and self.written is not None and now - self.written < METRICS_FILE_EVERY:
+            return
+        try:
+            notify_metrics.write_file(self.path, self.registry)
+        except OSError as error:
+            if str(error) != self.problem:
+                LOG.error("cannot write the metrics file %s (%s)", self.path, error)
+                self.problem = str(error)
+            return
+        self.written, self.problem = now, None
+
+
+@contextlib.contextmanager
+def stop_signals():
+    """Turn SIGTERM and SIGINT into :class:`StopRequested` in the main thread while inside.
+
+    Raising, rather than setting a flag from the handler, ends any wait at once and takes no
+    lock inside a signal handler (the main thread may hold it).
+    """
+    if threading.current_thread() is not threading.main_thread():
+        yield
+        return
+
+    def handler(signum, frame):
+        raise StopRequested
+
+    previous = {number: signal.signal(number, handler) for number in STOP_SIGNALS}
+    try:
+        yield
+    finally:
+        for number, action in previous.items():
+            signal.signal(number, action)
+
+
+@contextlib.contextmanager
+def logging_to_stderr():
+    """Log ``pipeline.notify`` lines on stderr, each with its UTC time, while inside."""
+    handler = logging.StreamHandler(sys.stderr)
+    formatter = logging.Formatter("%(asctime)s %(levelname)s %(message)s", "%Y-%m-%dT%H:%M:%SZ")
+    formatter.converter = time.gmtime
+    handler.setFormatter(formatter)
+    saved_level = LOG.level
+    LOG.addHandler(handler)
+    LOG.setLevel(logging.INFO)
+    try:
+        yield
+    finally:
+        LOG.removeHandler(handler)
+        LOG.setLevel(saved_level)
