@@ -285,7 +285,7 @@ VALUES = st.one_of(
 )
 @given(rows=st.lists(st.tuples(VALUES, VALUES, VALUES, VALUES), min_size=1, max_size=5))
 def test_any_row_reads_as_strict_json_and_safe_text(tmp_path_factory, rows):
-    from webapp.cli import describe
+    from webapp.cli_support import describe
 
     path = tmp_path_factory.mktemp("any") / "any.db"
     conn = sqlite3.connect(path)

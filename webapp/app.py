@@ -41,7 +41,7 @@ def settings_from_environment() -> dict:
     except InvalidInput as error:
         if click.get_current_context(silent=True) is None:
             raise ConfigError(str(error)) from None  # gunicorn: refuse to boot, say why
-        from .cli import click_error
+        from .cli_support import click_error
 
         raise click_error(error) from None  # flask CLI: one line, never a traceback
 

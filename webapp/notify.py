@@ -9,12 +9,9 @@ After each acknowledgement its cursor is saved (notify_state.py). Nothing here w
 database. No Flask.
 """
 
-import contextlib
 import itertools
 import logging
 import os
-import signal
-import sys
 import threading
 import time
 from dataclasses import dataclass
@@ -25,8 +22,6 @@ from .watch import BATCH, Watcher
 
 LOG = logging.getLogger("pipeline.notify")
 READ_BATCH = 100  # changes read per statement by a delivery thread
-METRICS_FILE_EVERY = 60.0  # seconds: the file is rewritten at least this often, even when idle
-STOP_SIGNALS = (signal.SIGTERM, signal.SIGINT)
 
 
 class StopRequested(BaseException):
@@ -332,109 +327,3 @@ class Notifier:
         newest = self.feed.newest if self.feed is not None else 0
         stats = tuple(delivery.stats() for delivery in self.deliveries)
         return Snapshot(newest, self.database_up, self.last_check, stats)
-
-
-def serve(notifier: Notifier, *, metrics_port=None, metrics_file=None) -> None:
-    """Run ``notifier`` until SIGTERM or SIGINT (then return: exit 0), with its metrics."""
-    server = None
-    with stop_signals():
-        try:
-            if metrics_port is not None or metrics_file is not None:
-                from . import notify_metrics
-
-                registry = notify_metrics.registry_for(notifier.snapshot)
-                if metrics_port is not None:
-                    server = notify_metrics.serve(metrics_port, registry, notifier.alive)
-                if metrics_file is not None:
-                    notifier.after_check = MetricsFile(metrics_file, registry)
-                    notifier.after_check.check()
-            notifier.start()
-            notifier.run()
-        except StopRequested:
-            LOG.info("stopping: finishing the attempts in flight")
-        finally:
-            notifier.stop()
-            try:
-                notifier.close(grace=notifier.timeout + 1)
-            except StopRequested:  # a second signal: do not wait
-                LOG.warning("stopping at once: the attempts in flight will be posted again")
-            with contextlib.suppress(StopRequested):
-                if server is not None:
-                    server.shutdown()
-                    server.server_close()
-                notifier.state.close()
-                LOG.info("stopped")
-
-
-class MetricsFile:
-    """Rewrite the metrics file after news, and at least every minute (its age shows we run)."""
-
-    def __init__(self, path, registry):
-        self.path, self.registry = path, registry
-        self.written = None
-        self.problem = None
-
-    def check(self) -> None:
-        """Write the file once now: a path that cannot be written is refused at start."""
-        from . import notify_metrics
-
-        try:
-            notify_metrics.write_file(self.path, self.registry)
-        except OSError as error:
-            raise InvalidInput(
-                f"cannot write the metrics file {self.path} ({error.strerror or error})"
-            ) from None
-
-    def __call__(self, news: bool) -> None:
-        from . import notify_metrics
-
-        now = time.monotonic()
-        if not news and self.written is not None and now - self.written < METRICS_FILE_EVERY:
-            return
-        try:
-            notify_metrics.write_file(self.path, self.registry)
-        except OSError as error:
-            if str(error) != self.problem:
-                LOG.error("cannot write the metrics file %s (%s)", self.path, error)
-                self.problem = str(error)
-            return
-        self.written, self.problem = now, None
-
-
-@contextlib.contextmanager
-def stop_signals():
-    """Turn SIGTERM and SIGINT into :class:`StopRequested` in the main thread while inside.
-
-    Raising, rather than setting a flag from the handler, ends any wait at once and takes no
-    lock inside a signal handler (the main thread may hold it).
-    """
-    if threading.current_thread() is not threading.main_thread():
-        yield
-        return
-
-    def handler(signum, frame):
-        raise StopRequested
-
-    previous = {number: signal.signal(number, handler) for number in STOP_SIGNALS}
-    try:
-        yield
-    finally:
-        for number, action in previous.items():
-            signal.signal(number, action)
-
-
-@contextlib.contextmanager
-def logging_to_stderr():
-    """Log ``pipeline.notify`` lines on stderr, each with its UTC time, while inside."""
-    handler = logging.StreamHandler(sys.stderr)
-    formatter = logging.Formatter("%(asctime)s %(levelname)s %(message)s", "%Y-%m-%dT%H:%M:%SZ")
-    formatter.converter = time.gmtime
-    handler.setFormatter(formatter)
-    saved_level = LOG.level
-    LOG.addHandler(handler)
-    LOG.setLevel(logging.INFO)
-    try:
-        yield
-    finally:
-        LOG.removeHandler(handler)
-        LOG.setLevel(saved_level)

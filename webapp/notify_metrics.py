@@ -6,7 +6,9 @@ No Flask.
 """
 
 import json
+import logging
 import threading
+import time
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 
 from prometheus_client import CollectorRegistry, write_to_textfile
@@ -14,6 +16,9 @@ from prometheus_client.exposition import CONTENT_TYPE_LATEST, generate_latest
 from prometheus_client.metrics_core import CounterMetricFamily, GaugeMetricFamily
 
 from .errors import InvalidInput
+
+LOG = logging.getLogger("pipeline.notify")
+METRICS_FILE_EVERY = 60.0  # seconds: the file is rewritten at least this often, even when idle
 
 
 class NotifierCollector:
@@ -119,3 +124,34 @@ def serve(port: int, registry, healthy) -> ThreadingHTTPServer:
 def write_file(path, registry) -> None:
     """Write the metrics to ``path`` for node_exporter's textfile collector (temp + rename)."""
     write_to_textfile(str(path), registry)
+
+
+class MetricsFile:
+    """Rewrite the metrics file after news, and at least every minute (its age shows we run)."""
+
+    def __init__(self, path, registry):
+        self.path, self.registry = path, registry
+        self.written = None
+        self.problem = None
+
+    def check(self) -> None:
+        """Write the file once now: a path that cannot be written is refused at start."""
+        try:
+            write_file(self.path, self.registry)
+        except OSError as error:
+            raise InvalidInput(
+                f"cannot write the metrics file {self.path} ({error.strerror or error})"
+            ) from None
+
+    def __call__(self, news: bool) -> None:
+        now = time.monotonic()
+        if not news and self.written is not None and now - self.written < METRICS_FILE_EVERY:
+            return
+        try:
+            write_file(self.path, self.registry)
+        except OSError as error:
+            if str(error) != self.problem:
+                LOG.error("cannot write the metrics file %s (%s)", self.path, error)
+                self.problem = str(error)
+            return
+        self.written, self.problem = now, None

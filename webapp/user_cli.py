@@ -7,7 +7,7 @@ from flask import current_app
 from flask.cli import AppGroup
 
 from . import accounts
-from .cli import OneLineUsageErrors, reports_errors
+from .cli_support import OneLineUsageErrors, reports_errors
 
 
 class UserGroup(OneLineUsageErrors, AppGroup):
