@@ -31,6 +31,7 @@ from live import LiveServer  # noqa: E402
 from webapp.store import PipelineStore  # noqa: E402
 
 CLOCK_TICKS = os.sysconf("SC_CLK_TCK")
+CHANGES = 30  # in the last minute: every one is drawn on both timelines
 
 
 def make_database(folder: Path) -> tuple[Path, int]:
@@ -41,9 +42,10 @@ def make_database(folder: Path) -> tuple[Path, int]:
     conn.executemany("INSERT INTO sensor_readings (value) VALUES (?)", [(n,) for n in range(1000)])
     conn.commit()
     conn.close()
+    types = ("schematized", "filtered", "aggregated", "raw")
     with PipelineStore(path) as store:
-        for pipeline_type in ("schematized", "filtered", "aggregated", "filtered"):
-            last = store.set(pipeline_type, updated_by="bench", reason="benchmark data").change
+        for n in range(CHANGES):
+            last = store.set(types[n % 4], updated_by="bench", reason="benchmark data").change
     return path, last.id
 
 
@@ -183,7 +185,7 @@ def main() -> None:
 
 def report(endpoints, medians, sizes, args, rss_before, rss_after) -> None:
     print(
-        f"gunicorn sync, {args.workers} workers; wrk -t{args.threads} -c{args.connections} "
+        f"gunicorn gthread (PIPELINE_WORKER_THREADS), {args.workers} workers; wrk -t{args.threads} -c{args.connections} "
         f"-d{args.duration}s --latency; median of {args.rounds} interleaved rounds; "
         f"{os.cpu_count()} CPUs shared by wrk and gunicorn\n"
     )

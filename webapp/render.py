@@ -12,7 +12,7 @@ from htmx_flask import request  # flask's request, with the htmx headers as `req
 from .changes import Change
 from .errors import PipelineError
 from .pipelines import DESCRIPTIONS
-from .timefmt import ago, iso
+from .timefmt import ago, iso, utc
 
 HTMX_FILE = "htmx-2.0.11.min.js"
 # htmx reads this from <meta name="htmx-config">: no eval, no inline styles or scripts (CSP).
@@ -81,11 +81,6 @@ def page_globals() -> dict:
         "htmx_config": HTMX_CONFIG,
         "add_user_command": command,
     }
-
-
-def utc(moment) -> str:
-    """Format an aware time for people: ``2026-11-25 10:00:00 UTC`` (``iso`` is for machines)."""
-    return iso(moment)[:19].replace("T", " ") + " UTC" if moment else ""
 
 
 def type_label(value) -> str:

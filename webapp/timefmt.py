@@ -65,6 +65,11 @@ def iso(moment: datetime | None) -> str | None:
     return moment.isoformat(timespec="milliseconds")[:-6] + "Z"  # "+00:00" → "Z"
 
 
+def utc(moment: datetime | None) -> str:
+    """Format an aware time for people: ``2026-11-25 10:00:00 UTC`` (``iso`` is for machines)."""
+    return iso(moment)[:19].replace("T", " ") + " UTC" if moment else ""
+
+
 def ago(moment: datetime | None, now: datetime | None = None) -> str:
     """Return a rough age such as "5 minutes ago" (largest unit only)."""
     if moment is None:

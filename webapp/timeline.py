@@ -13,6 +13,9 @@ at "now" is always the current change (newest by id), as the uploader sees it.
 from collections import namedtuple
 from datetime import datetime, timedelta
 
+from . import timefmt
+from .timefmt import utc
+
 WIDTH = 100.0  # percent of the bar
 MIN_WIDTH = 0.8  # percent: a change of the last few minutes still shows (3 px on a phone)
 LABEL_MARGIN = 10.0  # percent: a centred label closer to an edge would be cut off on a phone
@@ -21,10 +24,12 @@ FUTURE = timedelta(seconds=5)  # later than now by more than this is "in the fut
 
 # kind: the change's type if we manage it, else "other" (never a stored value: it is a class).
 # note: None, "future" (dated after now, drawn at now) or "untimed" (current, time unreadable).
-Segment = namedtuple("Segment", "kind start end x width change note")
+# title: what the segment's tooltip says, written here once rather than in the template.
+Segment = namedtuple("Segment", "kind start end x width change note title")
 # minor: hidden on narrow screens, where every label would not fit.
 Tick = namedtuple("Tick", "x label minor")
-Timeline = namedtuple("Timeline", "name title start end segments ticks clipped unplaced")
+# summary: the whole bar in words, for screen readers.
+Timeline = namedtuple("Timeline", "name title start end segments ticks clipped unplaced summary")
 
 WINDOWS = (
     ("day", "Last 24 hours", timedelta(hours=24), timedelta(hours=6), "%H:%M UTC"),
@@ -40,10 +45,16 @@ def kind(change) -> str:
     return change.pipeline_type if change.managed else "other"
 
 
-def build(store, now: datetime, current, name, title, span, step, label) -> Timeline:
-    """Return the timeline of the window ``[now - span, now]``."""
+def build(store, now: datetime, current, widest, name, title, span, step, label) -> Timeline:
+    """Return the timeline of the window ``[now - span, now]``.
+
+    ``widest`` is what the store read for the widest window (newest first, at most
+    ``MAX_CHANGES + 1``): a narrower window takes its part of it, compared as the store compares
+    (the stored text against the bound). That part is complete unless it is all of ``widest``.
+    """
     start = now - span
-    inside = store.window(start, MAX_CHANGES + 1)  # newest first; "until now" would drop now
+    bound = timefmt.bound(start)
+    inside = [c for c in widest if (c.updated_at_text or "") >= bound]
     clipped = len(inside) > MAX_CHANGES
     # Clipped: the oldest change read stands for the state before the ones drawn.
     first = inside.pop() if clipped else store.active_at(start)
@@ -70,11 +81,27 @@ def build(store, now: datetime, current, name, title, span, step, label) -> Time
             note = "untimed"
         elif change.updated_at is not None and change.updated_at > now + FUTURE:
             note = "future"
+        tooltip = f"{change.type_label} from {utc(begin)} to {utc(end)}"
+        if change.updated_by:
+            tooltip += f" (set by {change.updated_by})"
         segments.append(
-            Segment(kind(change), begin, end, round(shown_x, 2), round(shown, 2), change, note)
+            Segment(
+                kind(change), begin, end, round(shown_x, 2), round(shown, 2), change, note, tooltip
+            )
         )
+    summary = f"{title}, times in UTC: " + ", ".join(
+        f"{s.change.type_label} from {utc(s.start)}" for s in segments
+    )
     return Timeline(
-        name, title, start, now, segments, ticks(start, now, span, step, label), clipped, unplaced
+        name,
+        title,
+        start,
+        now,
+        segments,
+        ticks(start, now, span, step, label),
+        clipped,
+        unplaced,
+        summary,
     )
 
 
@@ -100,4 +127,6 @@ def timelines(store, now: datetime) -> list[Timeline]:
     """Return the 24-hour and 7-day timelines ending at ``now`` (an aware UTC datetime)."""
     now = now.replace(microsecond=0)  # whole seconds: what the table stores and shows
     current = store.current()
-    return [build(store, now, current, *window) for window in WINDOWS]
+    # One read for both windows: the day's changes are the newest of the week's.
+    widest = store.window(now - max(window[2] for window in WINDOWS), MAX_CHANGES + 1)
+    return [build(store, now, current, widest, *window) for window in WINDOWS]
