@@ -10,7 +10,8 @@ GENERATE = "python3 -c 'import secrets; print(secrets.token_hex(32))'"
 MIN_BYTES = 32
 MIN_DISTINCT = 8  # token_hex(16) has ~14 distinct characters; "abababab…" has 2
 # Placeholders and words people type for a key (compared without case or punctuation). Only
-# words of six letters or more: a random key holds one by chance with negligible probability.
+# words of six letters or more: a random key holds one by chance with negligible probability
+# (digit runs like 123456 would not be: a hex key holds one in ~300 000; see LONGEST_RUN).
 WEAK_WORDS = (
     "changeme",
     "secret",
@@ -23,7 +24,6 @@ WEAK_WORDS = (
     "replaceme",
     "placeholder",
     "insecure",
-    "123456",
 )
 LONGEST_RUN = 8  # "12345678", "abcdefgh": a keyboard walk, not randomness
 
