@@ -4,7 +4,8 @@ Writes need a signed-in operator, whose name becomes ``updated_by``; reads are o
 ``PIPELINE_READ_REQUIRES_LOGIN=1``. The session cookie holds only a session id and the name;
 the record in sessions.py decides, so a logout, the idle or absolute limit, a removed account or
 a new password end the session in every worker. Failed logins are limited per (name, address)
-and per address (throttle.py), before any password is hashed.
+and per address (throttle.py) before any password is hashed, and passwords are hashed one at a
+time server-wide (password_gate.py).
 """
 
 import re
@@ -26,6 +27,7 @@ from flask import (
 from . import accounts
 from .errors import PipelineError
 from .operators import accounts_configured, operators, signin_problem, state_dir, users_file
+from .password_gate import PasswordGate
 from .sessions import SessionStore, SessionsUnavailable
 from .throttle import LoginThrottle, whole_seconds
 
@@ -59,6 +61,19 @@ class SignInUnavailable(PipelineError):
     """Nobody can sign in until an administrator fixes the users file."""
 
     http_status = 503
+
+
+class SignInBusy(PipelineError):
+    """Other password checks hold the gate (password_gate.py): try again in a second."""
+
+    http_status = 503
+    retry_after = 1
+
+
+def password_gate() -> PasswordGate:
+    return current_app.extensions.setdefault(
+        "pipeline.password_gate", PasswordGate(state_dir() / "password-check.lock")
+    )
 
 
 def sessions() -> SessionStore:
@@ -118,10 +133,14 @@ def check_password(name: str, password: str, verify=accounts.verify) -> bool:
     wait = throttle().charge(name, address)
     if wait > 0:
         raise TooManyAttempts(wait)
-    if verify(users_file(), name, password):
+    with password_gate().slot() as free:
+        if not free:
+            throttle().refund(name, address)  # not checked: not a failure either
+            raise SignInBusy("sign-in is busy: try again in 1 s")
+        ok = verify(users_file(), name, password)
+    if ok:
         throttle().succeeded(name, address)
-        return True
-    return False
+    return ok
 
 
 def start_session(name: str) -> None:
@@ -182,6 +201,9 @@ def login():
         except TooManyAttempts as refusal:
             error, status = f"{str(refusal).capitalize()}.", 429
             headers["Retry-After"] = str(refusal.retry_after)
+        except SignInBusy as busy:
+            error, status = f"{str(busy).capitalize()}.", 503
+            headers["Retry-After"] = str(busy.retry_after)
         except SignInUnavailable as problem:
             error, status = f"{str(problem).capitalize()}.", 503
         except SessionsUnavailable as problem:

@@ -11,8 +11,9 @@ attacker simply drops it). No Flask here.
   names or passwords from one address gets cheap refusals (no bcrypt) after a few tries. IPv6
   clients are counted per /64, the block one customer usually holds.
 
-An attempt is charged *before* the password is checked and refunded on success, so concurrent
-attempts cannot all slip through while the first is still hashing. A success clears its pair;
+An attempt is charged *before* the password is checked and refunded on success (or when it was
+never checked), so concurrent attempts cannot all slip through while the first is still
+hashing. A success clears its pair;
 an hour without failures starts a key again from zero (old files are pruned now and then). If
 the directory cannot be written, counts are kept per process instead (the limit is per worker).
 """
@@ -29,7 +30,7 @@ import time
 from pathlib import Path
 
 FREE_ATTEMPTS = 3
-ADDRESS_FREE_ATTEMPTS = 10
+ADDRESS_FREE_ATTEMPTS = 5  # "a few": an office behind one NAT still has room for typos
 MAX_DELAY = 300.0
 FORGET_AFTER = 3600.0  # seconds after the last failure when a key starts again from zero
 PRUNE_EVERY = 100  # failures recorded by one process between two prunes of the directory
@@ -159,17 +160,24 @@ class LoginThrottle:
 
     def succeeded(self, name: str, address: str) -> None:
         """Forget the pair's failures; refund the charge this attempt made to the address."""
-        (pair, _), (alone, alone_free) = self._keys(name, address)
-        with self._state(pair) as pair_state, self._state(alone) as address_state:
-            pair_state.clear()
-            failures = max(0, address_state.get("failures", 0) - 1)
-            if failures:
-                last = address_state.get("last", self.clock())
-                address_state.update(
-                    failures=failures, locked_until=last + delay_after(failures, alone_free)
-                )
-            else:
-                address_state.clear()
+        self._refund(name, address, clear_pair=True)
+
+    def refund(self, name: str, address: str) -> None:
+        """Take back the charge of an attempt that was never checked (the server was busy)."""
+        self._refund(name, address, clear_pair=False)
+
+    def _refund(self, name, address, clear_pair):
+        keys = self._keys(name, address)
+        with self._state(keys[0][0]) as pair_state, self._state(keys[1][0]) as address_state:
+            if clear_pair:
+                pair_state.clear()
+            for state, free in ((address_state, keys[1][1]), (pair_state, keys[0][1])):
+                failures = max(0, state.get("failures", 0) - 1)
+                if failures:
+                    last = state.get("last", self.clock())
+                    state.update(failures=failures, locked_until=last + delay_after(failures, free))
+                else:
+                    state.clear()
 
     def prune(self) -> None:
         """Delete the files of keys whose last failure is forgiven (spraying names fills none)."""
