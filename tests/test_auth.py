@@ -277,7 +277,7 @@ def test_a_broken_users_file_refuses_sign_in_without_hashing(web_app, tmp_path):
 # -- proxies -----------------------------------------------------------------------------------
 
 
-def test_without_proxies_forwarded_headers_are_ignored(web_app):
+def test_without_proxies_forwarded_headers_are_ignored_and_said_once(web_app, caplog):
     client = web_app.test_client()
     for n in range(FREE_ATTEMPTS):  # a new forged address each time: still one client
         client.post(
@@ -286,6 +286,8 @@ def test_without_proxies_forwarded_headers_are_ignored(web_app):
             headers={"X-Forwarded-For": f"10.9.9.{n}"},
         )
     assert log_in(client).status_code == 429
+    warnings = [r.getMessage() for r in caplog.records if "X-Forwarded-For" in r.getMessage()]
+    assert len(warnings) == 1 and "set PIPELINE_PROXY_COUNT" in warnings[0]
 
 
 def test_with_one_proxy_its_forwarded_address_is_the_client(db_path, tmp_path, monkeypatch):

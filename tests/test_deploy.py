@@ -25,6 +25,7 @@ from conftest import make_sensor_db
 from live import GUNICORN_ARGS, LIVE_SECRET_KEY, ROOT, LiveServer
 
 from webapp import create_app
+from webapp.accounts import hash_password
 from webapp.config import SETTINGS, load_settings
 from webapp.errors import InvalidInput
 
@@ -260,6 +261,8 @@ def test_command_is_a_valid_invocation(where, program, args, tmp_path, monkeypat
     db_path = make_sensor_db(tmp_path / "sensor_data.db")
     users_file = tmp_path / "users.htpasswd"
     args = localize(args, tmp_path, db_path, users_file)
+    if args[:2] in (["user", "list"], ["user", "remove"]):  # these read an existing file
+        users_file.write_text(f"alice:{hash_password('example-password', rounds=4)}\n")
     if program == MANAGER:
         run_pipeline_manager(where, args, db_path, monkeypatch)
         return

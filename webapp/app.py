@@ -83,6 +83,22 @@ def setup_proxy(app) -> None:
         # Each proxy appends the address it saw: the last N entries are the ones our proxies
         # wrote, anything before them came from the client and could be forged.
         app.wsgi_app = ProxyFix(app.wsgi_app, x_for=proxies, x_proto=proxies, x_host=proxies)
+    else:
+        app.before_request(lambda: warn_of_an_unannounced_proxy(app))
+
+
+def warn_of_an_unannounced_proxy(app) -> None:
+    """Log once when X-Forwarded-For arrives but no proxy is trusted: behind a proxy, every
+    client would share its address, and a spray from one would make all of them wait."""
+    from flask import request
+
+    if "X-Forwarded-For" in request.headers and "pipeline.proxy_warned" not in app.extensions:
+        app.extensions["pipeline.proxy_warned"] = True
+        app.logger.warning(
+            "requests carry X-Forwarded-For, ignored since PIPELINE_PROXY_COUNT=0: clients are "
+            "counted by the connection's address (%s); behind a proxy, set PIPELINE_PROXY_COUNT",
+            request.remote_addr,
+        )
 
 
 def setup_store(app) -> None:
