@@ -160,16 +160,23 @@ def test_a_new_password_ends_existing_sessions(web_app, tmp_path):
     assert log_in(client, "alice", "a-brand-new-password").status_code == 302
 
 
-def test_a_broken_users_file_signs_nobody_in_but_keeps_sessions_for_later(web_app, tmp_path):
+@pytest.mark.parametrize("breakage", ["a directory", "UTF-16"])
+def test_a_broken_users_file_signs_nobody_in_but_keeps_sessions_for_later(
+    web_app, tmp_path, breakage
+):
     client = web_app.test_client()
     log_in(client)
     users = tmp_path / "users.htpasswd"
     good = users.read_bytes()
-    users.unlink()
-    users.mkdir()  # a directory in its place
+    if breakage == "a directory":
+        users.unlink()
+        users.mkdir()  # what a failed copy or a bad mount leaves
+    else:
+        users.write_bytes(good.decode().encode("utf-16"))  # saved by the wrong editor
     assert signed_in_as(client) is None
     assert client.post("/change/apply", data=CHANGE).status_code == 403
-    users.rmdir()
+    if users.is_dir():
+        users.rmdir()
     users.write_bytes(good)  # fixed: nothing about the account changed
     assert signed_in_as(client) == "alice"
 
@@ -353,3 +360,25 @@ def test_login_falls_back_to_the_dashboard_for_other_targets(web_app, target):
     form = {"username": "alice", "password": PASSWORDS["alice"]}
     response = client.post("/login", query_string={"next": target}, data=form)
     assert response.status_code == 302 and response.headers["Location"] == "/"
+
+
+def test_refusals_pause_on_a_quarter_of_the_threads_at_most(db_path, tmp_path, monkeypatch):
+    """A sprayer ignoring Retry-After waits for each refusal; the pause never takes the worker."""
+    import time
+
+    app = make_app(db_path, tmp_path, monkeypatch, LOGIN_REFUSAL_PAUSE=0.3, WORKER_THREADS=8)
+    client = app.test_client()
+    for _ in range(FREE_ATTEMPTS):
+        form_login(client, "alice", "guess", "10.0.0.1")
+    started = time.monotonic()
+    assert form_login(client, "alice", "guess", "10.0.0.1").status_code == 429
+    assert time.monotonic() - started >= 0.3
+    pausing = app.extensions["pipeline.refusal_pauses"]
+    assert pausing.acquire(blocking=False) and pausing.acquire(blocking=False)  # 8 // 4 slots
+    try:
+        started = time.monotonic()
+        assert form_login(client, "alice", "guess", "10.0.0.1").status_code == 429
+        assert time.monotonic() - started < 0.3  # both slots pausing: answered at once
+    finally:
+        pausing.release()
+        pausing.release()

@@ -9,6 +9,8 @@ time server-wide (password_gate.py).
 """
 
 import re
+import threading
+import time
 from urllib.parse import unquote, urlsplit
 
 import htmx_flask
@@ -43,6 +45,7 @@ PASSIVE_ENDPOINTS = {
     "health.readyz",
     "metrics.metrics",
 }
+REFUSAL_PAUSE = 0.5  # seconds a refused login sleeps before its answer (see refuse())
 # A path on this site: printable ASCII without backslashes (browsers read "\" as "/").
 SITE_PATH = re.compile(r"/[!-\[\]-~]*")
 
@@ -105,9 +108,9 @@ def session_operator() -> str | None:
     sid, name = session.get("sid"), session.get("operator")
     if not (isinstance(sid, str) and isinstance(name, str)):
         return None
-    found = operators()
-    if found.problem:
+    if signin_problem():
         return None  # whether the account still exists cannot be told: nobody is signed in
+    found = operators()
     record = sessions().get(sid, name, touch=request.endpoint not in PASSIVE_ENDPOINTS)
     hashed = found.users.get(name)
     if record is None or hashed is None or record.fingerprint != accounts.fingerprint(hashed):
@@ -127,12 +130,12 @@ def check_password(name: str, password: str, verify=accounts.verify) -> bool:
     address = request.remote_addr or "?"
     wait = throttle().wait_seconds(name, address)
     if wait > 0:
-        raise TooManyAttempts(wait)  # even the right password waits: no oracle while locked
+        refuse(wait)  # even the right password waits: no oracle while locked
     if accounts.cached_success(users_file(), name, password):
         return True  # HTTP Basic repeats the password on every call: no bcrypt each time
     wait = throttle().charge(name, address)
     if wait > 0:
-        raise TooManyAttempts(wait)
+        refuse(wait)
     with password_gate().slot() as free:
         if not free:
             throttle().refund(name, address)  # not checked: not a failure either
@@ -143,13 +146,42 @@ def check_password(name: str, password: str, verify=accounts.verify) -> bool:
     return ok
 
 
-def start_session(name: str) -> None:
-    """Sign ``name`` in with a fresh session (and CSRF token); the previous one ends."""
+def refuse(wait: float):
+    """Raise TooManyAttempts, after a pause while few other refusals are pausing.
+
+    A sprayer that ignores Retry-After would otherwise get thousands of cheap refusals a second,
+    and answering them would take the CPU and the GIL from pages and polls. Asleep, a refusal
+    costs a thread and no CPU: at most a quarter of a worker's threads pause at once (the rest
+    are answered at once), so the pause cannot take the worker either.
+    """
+    pause = current_app.config.get("LOGIN_REFUSAL_PAUSE", REFUSAL_PAUSE)
+    pausing = current_app.extensions.get("pipeline.refusal_pauses")
+    if pausing is None:
+        slots = max(1, int(current_app.config.get("WORKER_THREADS") or 1) // 4)
+        pausing = current_app.extensions.setdefault(
+            "pipeline.refusal_pauses", threading.BoundedSemaphore(slots)
+        )
+    if pause > 0 and pausing.acquire(blocking=False):
+        try:
+            time.sleep(pause)
+        finally:
+            pausing.release()
+    raise TooManyAttempts(wait)
+
+
+def start_session(name: str) -> bool:
+    """Sign ``name`` in with a fresh session (and CSRF token); the previous one ends.
+
+    Return False if the account vanished since its password was checked (a concurrent edit).
+    """
+    hashed = operators().users.get(name)
+    if hashed is None:
+        return False
     end_session()
     session.clear()
-    hashed = operators().users[name]
     session["sid"] = sessions().create(name, accounts.fingerprint(hashed))
     session["operator"] = name
+    return True
 
 
 def end_session() -> None:
@@ -194,8 +226,8 @@ def login():
     form, error, status, headers = LoginForm(), None, 200, {}
     if form.validate_on_submit():
         try:
-            if check_password(form.username.data, form.password.data):
-                start_session(form.username.data)
+            name = form.username.data
+            if check_password(name, form.password.data) and start_session(name):
                 return redirect(safe_next(request.args.get("next")))
             error = "Unknown operator or wrong password."
         except TooManyAttempts as refusal:
