@@ -124,9 +124,7 @@ def main() -> None:
     parser.add_argument("--duration", type=float, default=4.0, help="seconds per phase")
     parser.add_argument("--sprayers", type=int, default=4)
     parser.add_argument("--workers", type=int, default=2)
-    parser.add_argument(
-        "--rounds", type=int, default=3, help="spray phases, each between quiet ones"
-    )
+    parser.add_argument("--rounds", type=int, default=6, help="quiet and spray phase pairs")
     parser.add_argument("--from-many", action="store_true", help="a new address per request")
     args = parser.parse_args()
 
