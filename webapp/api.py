@@ -9,9 +9,9 @@ import json
 from flask import Blueprint, current_app, jsonify, request
 from werkzeug.exceptions import HTTPException
 
-from .auth import check_password
 from .db import get_store
 from .errors import ConflictError, InvalidInput, PipelineError
+from .password_check import check_password
 
 bp = Blueprint("api", __name__, url_prefix="/api")
 

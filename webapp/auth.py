@@ -3,14 +3,11 @@
 Writes need a signed-in operator, whose name becomes ``updated_by``; reads are open unless
 ``PIPELINE_READ_REQUIRES_LOGIN=1``. The session cookie holds only a session id and the name;
 the record in sessions.py decides, so a logout, the idle or absolute limit, a removed account or
-a new password end the session in every worker. Failed logins are limited per (name, address)
-and per address (throttle.py) before any password is hashed, and passwords are hashed one at a
-time server-wide (password_gate.py).
+a new password end the session in every worker. Passwords are checked under the login limits
+of password_check.py.
 """
 
 import re
-import threading
-import time
 from urllib.parse import unquote, urlsplit
 
 import htmx_flask
@@ -27,11 +24,9 @@ from flask import (
 )
 
 from . import accounts
-from .errors import PipelineError
-from .operators import accounts_configured, operators, signin_problem, state_dir, users_file
-from .password_gate import PasswordGate
+from .operators import accounts_configured, operators, signin_problem, state_dir
+from .password_check import SignInBusy, SignInUnavailable, TooManyAttempts, check_password
 from .sessions import SessionStore, SessionsUnavailable
-from .throttle import LoginThrottle, whole_seconds
 
 bp = Blueprint("auth", __name__)
 
@@ -45,38 +40,8 @@ PASSIVE_ENDPOINTS = {
     "health.readyz",
     "metrics.metrics",
 }
-REFUSAL_PAUSE = 0.5  # seconds a refused login sleeps before its answer (see refuse())
 # A path on this site: printable ASCII without backslashes (browsers read "\" as "/").
 SITE_PATH = re.compile(r"/[!-\[\]-~]*")
-
-
-class TooManyAttempts(PipelineError):
-    """Too many failed logins from this address, or for this name from it: wait."""
-
-    http_status = 429
-
-    def __init__(self, wait: float):
-        self.retry_after = whole_seconds(wait)
-        super().__init__(f"too many failed logins: try again in {self.retry_after} s")
-
-
-class SignInUnavailable(PipelineError):
-    """Nobody can sign in until an administrator fixes the users file."""
-
-    http_status = 503
-
-
-class SignInBusy(PipelineError):
-    """Other password checks hold the gate (password_gate.py): try again in a second."""
-
-    http_status = 503
-    retry_after = 1
-
-
-def password_gate() -> PasswordGate:
-    return current_app.extensions.setdefault(
-        "pipeline.password_gate", PasswordGate(state_dir() / "password-check.lock")
-    )
 
 
 def sessions() -> SessionStore:
@@ -90,11 +55,6 @@ def sessions() -> SessionStore:
             lifetime_seconds=3600.0 * config["SESSION_HOURS"],
         ),
     )
-
-
-def throttle() -> LoginThrottle:
-    directory = current_app.config.get("LOGIN_THROTTLE_DIR") or state_dir() / "login-throttle"
-    return current_app.extensions.setdefault("login_throttle", LoginThrottle(directory))
 
 
 def current_operator() -> str | None:
@@ -120,53 +80,6 @@ def session_operator() -> str | None:
         session.pop("operator", None)
         return None
     return name
-
-
-def check_password(name: str, password: str, verify=accounts.verify) -> bool:
-    """Return True for a right password; raise TooManyAttempts before hashing when limited."""
-    problem = signin_problem()
-    if problem:
-        raise SignInUnavailable(f"sign-in is unavailable: {problem}")
-    address = request.remote_addr or "?"
-    wait = throttle().wait_seconds(name, address)
-    if wait > 0:
-        refuse(wait)  # even the right password waits: no oracle while locked
-    if accounts.cached_success(users_file(), name, password):
-        return True  # HTTP Basic repeats the password on every call: no bcrypt each time
-    wait = throttle().charge(name, address)
-    if wait > 0:
-        refuse(wait)
-    with password_gate().slot() as free:
-        if not free:
-            throttle().refund(name, address)  # not checked: not a failure either
-            raise SignInBusy("sign-in is busy: try again in 1 s")
-        ok = verify(users_file(), name, password)
-    if ok:
-        throttle().succeeded(name, address)
-    return ok
-
-
-def refuse(wait: float):
-    """Raise TooManyAttempts, after a pause while few other refusals are pausing.
-
-    A sprayer that ignores Retry-After would otherwise get thousands of cheap refusals a second,
-    and answering them would take the CPU and the GIL from pages and polls. Asleep, a refusal
-    costs a thread and no CPU: at most a quarter of a worker's threads pause at once (the rest
-    are answered at once), so the pause cannot take the worker either.
-    """
-    pause = current_app.config.get("LOGIN_REFUSAL_PAUSE", REFUSAL_PAUSE)
-    pausing = current_app.extensions.get("pipeline.refusal_pauses")
-    if pausing is None:
-        slots = max(1, int(current_app.config.get("WORKER_THREADS") or 1) // 4)
-        pausing = current_app.extensions.setdefault(
-            "pipeline.refusal_pauses", threading.BoundedSemaphore(slots)
-        )
-    if pause > 0 and pausing.acquire(blocking=False):
-        try:
-            time.sleep(pause)
-        finally:
-            pausing.release()
-    raise TooManyAttempts(wait)
 
 
 def start_session(name: str) -> bool:
@@ -230,17 +143,14 @@ def login():
             if check_password(name, form.password.data) and start_session(name):
                 return redirect(safe_next(request.args.get("next")))
             error = "Unknown operator or wrong password."
-        except TooManyAttempts as refusal:
-            error, status = f"{str(refusal).capitalize()}.", 429
-            headers["Retry-After"] = str(refusal.retry_after)
-        except SignInBusy as busy:
-            error, status = f"{str(busy).capitalize()}.", 503
-            headers["Retry-After"] = str(busy.retry_after)
-        except SignInUnavailable as problem:
-            error, status = f"{str(problem).capitalize()}.", 503
         except SessionsUnavailable as problem:
             current_app.logger.error("%s", problem)  # names the directory; the page does not
             error, status = "Sign-in is unavailable: the server cannot record sessions.", 503
+        except (TooManyAttempts, SignInBusy, SignInUnavailable) as refusal:
+            text = str(refusal)
+            error, status = f"{text[:1].upper()}{text[1:]}.", refusal.http_status
+            if getattr(refusal, "retry_after", None):
+                headers["Retry-After"] = str(refusal.retry_after)
     page = render_template("login.html", form=form, error=error, configured=accounts_configured())
     return page, status, headers
 
