@@ -5,6 +5,9 @@ Everything comes from the environment (``PIPELINE_BIND``, ``PIPELINE_WORKER_THRE
 gunicorn's conventional ``WEB_CONCURRENCY``) so the same image runs anywhere.
 No database connection is opened here or at import time: the app is imported in each worker after
 the fork (no preload) and each worker opens its own connection on its first request.
+A configuration that cannot serve (a weak, missing or unreadable secret key, development with
+several workers, a write budget past the worker timeout) stops the start here, in the master,
+with one ``Error:`` line and exit status 1.
 """
 
 import logging
