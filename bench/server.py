@@ -185,7 +185,8 @@ def main() -> None:
 
 def report(endpoints, medians, sizes, args, rss_before, rss_after) -> None:
     print(
-        f"gunicorn gthread (PIPELINE_WORKER_THREADS), {args.workers} workers; wrk -t{args.threads} -c{args.connections} "
+        f"gunicorn gthread, {args.workers} workers; "
+        f"wrk -t{args.threads} -c{args.connections} "
         f"-d{args.duration}s --latency; median of {args.rounds} interleaved rounds; "
         f"{os.cpu_count()} CPUs shared by wrk and gunicorn\n"
     )

@@ -42,10 +42,17 @@ def store(db_path):
 
 
 @pytest.fixture
-def app(db_path, monkeypatch):
+def app(db_path, tmp_path, monkeypatch):
     for name in ("PIPELINE_DB", "PIPELINE_USERS_FILE", "PIPELINE_SECRET_KEY"):
         monkeypatch.delenv(name, raising=False)
-    return create_app({"TESTING": True, "DB": str(db_path), "SECRET_KEY": "test-secret"})
+    return create_app(
+        {
+            "TESTING": True,
+            "DB": str(db_path),
+            "SECRET_KEY": "test-secret",
+            "STATE_DIR": str(tmp_path / "state"),  # never the checkout's instance/
+        }
+    )
 
 
 @pytest.fixture(params=["pipeline-manager", "flask"])

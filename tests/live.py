@@ -13,6 +13,8 @@ from pathlib import Path
 ROOT = Path(__file__).resolve().parent.parent
 # The image's command after `python` (tests/test_deploy.py checks the Dockerfile and manifests).
 GUNICORN_ARGS = ("-m", "gunicorn", "-c", "gunicorn.conf.py", "webapp:create_app()")
+# A key the server accepts (webapp/keys.py refuses short or guessable ones), fixed for the run.
+LIVE_SECRET_KEY = "9f1c2e7a4b8d3f6051e2c9a7b4d8f3e1a6c0b5d9e2f7a4c8b1d6e3f0a9c5b2d7"
 
 
 def free_port() -> int:
@@ -32,7 +34,10 @@ class LiveServer:
             "PIPELINE_DB": str(db_path),
             "PIPELINE_BIND": f"127.0.0.1:{self.port}",
             "WEB_CONCURRENCY": str(workers),
-            "PIPELINE_SECRET_KEY": "live-test-secret",
+            "PIPELINE_SECRET_KEY": LIVE_SECRET_KEY,
+            # Sessions and login counts beside the database, not in the checkout's instance/:
+            # each server of a test has its own, and keeps it across stop() and start().
+            "PIPELINE_STATE_DIR": str(Path(db_path).parent / f"{Path(db_path).name}.state"),
             **(env or {}),
         }
         self.log_path = Path(log_path or Path(str(db_path) + f".gunicorn-{self.port}.log"))

@@ -99,8 +99,9 @@ def test_repeated_wrong_basic_credentials_are_slowed_down(api, db_path):
             == 401
         )
     locked = post(api, {"pipeline_type": "raw", "reason": "r"})  # right password, too soon
-    assert locked.status_code == 401
-    assert "too many failed logins" in locked.get_json()["error"]
+    assert locked.status_code == 429
+    assert locked.get_json() == {"error": "too many failed logins: try again in 1 s"}
+    assert locked.headers["Retry-After"] == "1"
     assert post(api, {"pipeline_type": "raw", "reason": "r"}, name="bob").status_code == 200
 
 

@@ -8,7 +8,7 @@ import subprocess
 import sys
 
 import pytest
-from live import ROOT
+from live import LIVE_SECRET_KEY, ROOT
 
 from webapp import create_app
 from webapp.store import PipelineStore
@@ -96,7 +96,7 @@ def test_create_app_opens_no_database_file(db_path):
         "       if os.path.exists(f'/proc/self/fd/{fd}')]\n"
         "print('\\n'.join(fds))\n"
     )
-    env = {**os.environ, "PIPELINE_DB": str(db_path), "PIPELINE_SECRET_KEY": "k"}
+    env = {**os.environ, "PIPELINE_DB": str(db_path), "PIPELINE_SECRET_KEY": LIVE_SECRET_KEY}
     result = subprocess.run(
         [sys.executable, "-c", script], cwd=ROOT, env=env, capture_output=True, text=True
     )

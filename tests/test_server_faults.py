@@ -3,6 +3,7 @@ server, a truncated file, the sensor writer holding the write lock while changes
 
 import base64
 import json
+import secrets
 import subprocess
 import sys
 import threading
@@ -166,7 +167,7 @@ def test_gunicorn_refuses_to_start_with_settings_that_cannot_work(db_path, env, 
     result = subprocess.run(
         [sys.executable, *GUNICORN_ARGS],
         cwd=ROOT,
-        env=clean_env(PIPELINE_DB=db_path, PIPELINE_SECRET_KEY="k" * 40, **env),
+        env=clean_env(PIPELINE_DB=db_path, PIPELINE_SECRET_KEY=secrets.token_hex(32), **env),
         capture_output=True,
         text=True,
         timeout=60,

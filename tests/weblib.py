@@ -29,6 +29,8 @@ def make_app(db_path, tmp_path, monkeypatch, users=True, **config):
         "SECRET_KEY": "test-secret",
         "WTF_CSRF_ENABLED": False,
         "LOGIN_THROTTLE_DIR": str(tmp_path / "throttle"),
+        "STATE_DIR": str(tmp_path / "state"),  # sessions and the users-file report
+        "LOGIN_REFUSAL_PAUSE": 0,  # refused logins answer at once (auth.refuse)
         "USERS_FILE": str(write_users(tmp_path / "users.htpasswd")) if users else None,
     }
     settings.update(config)

@@ -9,6 +9,7 @@ from flask import Flask
 
 from .config import ROOT, load_settings
 from .errors import InvalidInput
+from .keys import key_problem, refusal
 
 
 class ConfigError(RuntimeError):
@@ -27,6 +28,7 @@ def create_app(test_config=None) -> Flask:
     if test_config:
         app.config.update(test_config)
     setup_secret_key(app)
+    setup_proxy(app)
     setup_store(app)
     setup_cli(app)
     setup_web(app)
@@ -51,24 +53,52 @@ def is_development(app) -> bool:
 
 
 def setup_secret_key(app) -> None:
-    """Require PIPELINE_SECRET_KEY when serving outside development.
+    """Require a strong PIPELINE_SECRET_KEY; only development may go without one.
 
     Several gunicorn workers must share one key, or sessions and CSRF tokens signed by one worker
-    fail in another; a per-process random key is only acceptable in development.
+    fail in another; a per-process random key is only acceptable in development (and
+    gunicorn.conf.py runs development with one worker). Test configurations choose their own key.
     """
-    if app.config.get("SECRET_KEY"):
-        return
-    app.config["SECRET_KEY"] = secrets.token_hex(32)
-    if is_development(app):
+    key = app.config.get("SECRET_KEY")
+    source = app.config.get("SECRET_KEY_SOURCE", "PIPELINE_SECRET_KEY")
+    problem = None if app.testing else key_problem(key, source, is_development(app))
+    if not key:
+        app.config["SECRET_KEY"] = secrets.token_hex(32)
+    if problem is None:
         return
     if click.get_current_context(silent=True) is None:
-        # Imported by a WSGI server (gunicorn): refuse to start.
-        raise ConfigError(
-            "PIPELINE_SECRET_KEY is not set: refusing to start outside development "
-            "(generate one with: python3 -c 'import secrets; print(secrets.token_hex(32))')"
-        )
+        # Imported by a WSGI server: refuse to start (gunicorn.conf.py says it first, in one line).
+        raise ConfigError(refusal(problem))
     # Under the flask CLI: `flask pipeline ...` needs no key, but `flask run` must not serve.
-    app.config["MISSING_SECRET_KEY"] = True
+    app.config["SECRET_KEY"] = secrets.token_hex(32)  # never sign with the weak one
+    app.config["SECRET_KEY_PROBLEM"] = refusal(problem, "serve")
+
+
+def setup_proxy(app) -> None:
+    """Trust PIPELINE_PROXY_COUNT proxies' X-Forwarded-For/-Proto/-Host (0: trust none)."""
+    proxies = int(app.config.get("PROXY_COUNT") or 0)
+    if proxies:
+        from werkzeug.middleware.proxy_fix import ProxyFix
+
+        # Each proxy appends the address it saw: the last N entries are the ones our proxies
+        # wrote, anything before them came from the client and could be forged.
+        app.wsgi_app = ProxyFix(app.wsgi_app, x_for=proxies, x_proto=proxies, x_host=proxies)
+    else:
+        app.before_request(lambda: warn_of_an_unannounced_proxy(app))
+
+
+def warn_of_an_unannounced_proxy(app) -> None:
+    """Log once when X-Forwarded-For arrives but no proxy is trusted: behind a proxy, every
+    client would share its address, and a spray from one would make all of them wait."""
+    from flask import request
+
+    if "X-Forwarded-For" in request.headers and "pipeline.proxy_warned" not in app.extensions:
+        app.extensions["pipeline.proxy_warned"] = True
+        app.logger.warning(
+            "requests carry X-Forwarded-For, ignored since PIPELINE_PROXY_COUNT=0: clients are "
+            "counted by the connection's address (%s); behind a proxy, set PIPELINE_PROXY_COUNT",
+            request.remote_addr,
+        )
 
 
 def setup_store(app) -> None:

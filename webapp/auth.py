@@ -1,11 +1,14 @@
-"""Login, logout and who is asking: operators from the htpasswd file, held in the session.
+"""Login, logout and who is asking: operators from the users file, sessions kept server-side.
 
-Writes need a logged-in operator, whose name becomes ``updated_by``; reads are open unless
-``PIPELINE_READ_REQUIRES_LOGIN=1``. Repeated failures are slowed down (see throttle.py).
+Writes need a signed-in operator, whose name becomes ``updated_by``; reads are open unless
+``PIPELINE_READ_REQUIRES_LOGIN=1``. The session cookie holds only a session id and the name;
+the record in sessions.py decides, so a logout, the idle or absolute limit, a removed account or
+a new password end the session in every worker. Passwords are checked under the login limits
+of password_check.py.
 """
 
-import os
-from urllib.parse import urlsplit
+import re
+from urllib.parse import unquote, urlsplit
 
 import htmx_flask
 from flask import (
@@ -21,56 +24,97 @@ from flask import (
 )
 
 from . import accounts
-from .throttle import LoginThrottle
+from .operators import accounts_configured, operators, signin_problem, state_dir
+from .password_check import SignInBusy, SignInUnavailable, TooManyAttempts, check_password
+from .sessions import SessionStore, SessionsUnavailable
 
 bp = Blueprint("auth", __name__)
 
 # Endpoints anyone may reach even when reading requires a login.
 OPEN_ENDPOINTS = {"auth.login", "static", "health.healthz", "health.readyz", "metrics.metrics"}
+# Requests a page makes by itself: they never count as the operator being active.
+PASSIVE_ENDPOINTS = {
+    "dashboard.poll",
+    "static",
+    "health.healthz",
+    "health.readyz",
+    "metrics.metrics",
+}
+# A path on this site: printable ASCII without backslashes (browsers read "\" as "/").
+SITE_PATH = re.compile(r"/[!-\[\]-~]*")
 
 
-def users_file():
-    return current_app.config.get("USERS_FILE")
-
-
-def accounts_configured() -> bool:
-    """Return True when at least one operator account exists (else: read-only dashboard)."""
-    return bool(accounts.load(users_file()))
+def sessions() -> SessionStore:
+    config = current_app.config
+    directory = config.get("SESSION_DIR") or state_dir() / "sessions"
+    return current_app.extensions.setdefault(
+        "pipeline.sessions",
+        SessionStore(
+            directory,
+            idle_seconds=60.0 * config["SESSION_IDLE_MINUTES"],
+            lifetime_seconds=3600.0 * config["SESSION_HOURS"],
+        ),
+    )
 
 
 def current_operator() -> str | None:
-    """Return the logged-in operator, if the account still exists in the users file."""
+    """Return the signed-in operator, if their session is live and their account unchanged."""
     if "operator" not in g:
-        name = session.get("operator")
-        g.operator = name if name and name in accounts.load(users_file()) else None
+        g.operator = session_operator()
     return g.operator
 
 
-def throttle() -> LoginThrottle:
-    directory = current_app.config.get("LOGIN_THROTTLE_DIR") or os.path.join(
-        current_app.instance_path, "login-throttle"
-    )
-    return current_app.extensions.setdefault("login_throttle", LoginThrottle(directory))
+def session_operator() -> str | None:
+    sid, name = session.get("sid"), session.get("operator")
+    if not (isinstance(sid, str) and isinstance(name, str)):
+        return None
+    if signin_problem():
+        return None  # whether the account still exists cannot be told: nobody is signed in
+    found = operators()
+    record = sessions().get(sid, name, touch=request.endpoint not in PASSIVE_ENDPOINTS)
+    hashed = found.users.get(name)
+    if record is None or hashed is None or record.fingerprint != accounts.fingerprint(hashed):
+        if record is not None:
+            sessions().end(sid, name)  # removed from the file, or a new password
+        session.pop("sid", None)
+        session.pop("operator", None)
+        return None
+    return name
 
 
-def check_password(name: str, password: str, verify=accounts.verify) -> tuple[bool, float]:
-    """Check a login; return ``(ok, wait)``: ``wait`` > 0 means refused, try again later."""
-    address = request.remote_addr or "?"
-    wait = throttle().wait_seconds(name, address)
-    if wait > 0:
-        return False, wait
-    if verify(users_file(), name, password):
-        throttle().succeeded(name, address)
-        return True, 0.0
-    throttle().failed(name, address)
-    return False, 0.0
+def start_session(name: str) -> bool:
+    """Sign ``name`` in with a fresh session (and CSRF token); the previous one ends.
+
+    Return False if the account vanished since its password was checked (a concurrent edit).
+    """
+    hashed = operators().users.get(name)
+    if hashed is None:
+        return False
+    end_session()
+    session.clear()
+    session["sid"] = sessions().create(name, accounts.fingerprint(hashed))
+    session["operator"] = name
+    return True
 
 
-def safe_next(target: str | None) -> str:
-    """Return ``target`` if it is a path on this site, else the dashboard (no open redirect)."""
-    parts = urlsplit(target or "")
-    if target and target.startswith("/") and not parts.netloc and not parts.scheme:
-        return target
+def end_session() -> None:
+    sid, name = session.get("sid"), session.get("operator")
+    if isinstance(sid, str) and isinstance(name, str):
+        sessions().end(sid, name)
+
+
+def safe_next(target) -> str:
+    """Return ``target`` if it is a plain path on this site, else the dashboard.
+
+    Refused: other sites (``//evil``, ``///evil``, ``/\\evil``, ``https://...``), encoded slashes
+    or backslashes that a proxy may decode into those (``/%2F/evil``), control characters.
+    """
+    if isinstance(target, str) and len(target) <= 2000 and SITE_PATH.fullmatch(target):
+        parts = urlsplit(target)
+        path = unquote(parts.path)  # what a proxy or browser may make of it must stay a path
+        elsewhere = target.startswith("//") or path.startswith("//") or parts.netloc
+        if not elsewhere and SITE_PATH.fullmatch(path):
+            return target
     return url_for("dashboard.index")
 
 
@@ -92,33 +136,45 @@ def login():
     """Show the login form; sign the operator in."""
     from .forms import LoginForm
 
-    form, error, status = LoginForm(), None, 200
+    form, error, status, headers = LoginForm(), None, 200, {}
     if form.validate_on_submit():
-        ok, wait = check_password(form.username.data, form.password.data)
-        if ok:
-            session.clear()  # a fresh session (and CSRF token) for the new identity
-            session["operator"] = form.username.data
-            return redirect(safe_next(request.args.get("next")))
-        if wait:
-            error, status = f"Too many failed logins: try again in {wait:.0f} s.", 429
-        else:
+        try:
+            name = form.username.data
+            if check_password(name, form.password.data) and start_session(name):
+                return redirect(safe_next(request.args.get("next")))
             error = "Unknown operator or wrong password."
-    return render_template(
-        "login.html", form=form, error=error, configured=accounts_configured()
-    ), status
+        except SessionsUnavailable as problem:
+            current_app.logger.error("%s", problem)  # names the directory; the page does not
+            error, status = "Sign-in is unavailable: the server cannot record sessions.", 503
+        except (TooManyAttempts, SignInBusy, SignInUnavailable) as refusal:
+            text = str(refusal)
+            error, status = f"{text[:1].upper()}{text[1:]}.", refusal.http_status
+            if getattr(refusal, "retry_after", None):
+                headers["Retry-After"] = str(refusal.retry_after)
+    page = render_template("login.html", form=form, error=error, configured=accounts_configured())
+    return page, status, headers
 
 
 @bp.post("/logout")
 def logout():
-    """Sign the operator out."""
+    """Sign the operator out, ending the session for every copy of its cookie."""
+    end_session()
     session.clear()
     flash("Signed out.")
     return redirect(url_for("dashboard.index"))
 
 
+def page_context() -> dict:
+    """Return who is signed in and whether anyone can, for every page."""
+    return {
+        "operator": current_operator(),
+        "accounts_configured": accounts_configured(),
+        "signin_problem": signin_problem(),
+    }
+
+
 def init_app(app) -> None:
+    app.config["PERMANENT_SESSION_LIFETIME"] = 3600 * app.config["SESSION_HOURS"]
     app.register_blueprint(bp)
     app.before_request(require_login_to_read)
-    app.context_processor(
-        lambda: {"operator": current_operator(), "accounts_configured": accounts_configured()}
-    )
+    app.context_processor(page_context)

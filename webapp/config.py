@@ -6,6 +6,7 @@
 
 import math
 import os
+import stat
 from collections import namedtuple
 
 from .errors import InvalidInput
@@ -57,7 +58,9 @@ SETTINGS = (
         "SECRET_KEY",
         None,
         "str",
-        "Signs sessions and CSRF tokens; required outside development, same in every worker.",
+        "Signs sessions and CSRF tokens; required outside development, same in every worker. "
+        "At least 32 bytes and not guessable (no repeats, no words like `secret`), or the server "
+        "refuses to start.",
     ),
     Setting(
         "PIPELINE_SECRET_KEY_FILE",
@@ -65,14 +68,49 @@ SETTINGS = (
         None,
         "path",
         "File holding the secret key (a Docker or Kubernetes secret); used when "
-        "`PIPELINE_SECRET_KEY` is unset.",
+        "`PIPELINE_SECRET_KEY` is unset. Same rules; a missing, unreadable or empty file "
+        "stops the start.",
     ),
     Setting(
         "PIPELINE_USERS_FILE",
         "USERS_FILE",
         None,
         "path",
-        "htpasswd file (bcrypt) of operator accounts. Unset or empty: read-only dashboard.",
+        "htpasswd file (bcrypt) of operator accounts. Unset or empty: read-only dashboard. "
+        "Unreadable: the site stays up read-only and `/readyz` answers 503.",
+    ),
+    Setting(
+        "PIPELINE_STATE_DIR",
+        "STATE_DIR",
+        None,
+        "path",
+        "Directory for what every worker shares: sign-in sessions and failed-login counts. "
+        "Unset: `instance/` beside the app. Must be writable (a tmpfs is fine: a restart then "
+        "signs everyone out).",
+    ),
+    Setting(
+        "PIPELINE_SESSION_IDLE_MINUTES",
+        "SESSION_IDLE_MINUTES",
+        60,
+        "minutes",
+        "A sign-in ends after this many minutes without a request from the operator (the "
+        "dashboard's own polls do not count).",
+    ),
+    Setting(
+        "PIPELINE_SESSION_HOURS",
+        "SESSION_HOURS",
+        12,
+        "hours",
+        "A sign-in ends this many hours after it began, however active.",
+    ),
+    Setting(
+        "PIPELINE_PROXY_COUNT",
+        "PROXY_COUNT",
+        0,
+        "count",
+        "Reverse proxies in front that add `X-Forwarded-For`/`-Proto`/`-Host`; their values "
+        "are trusted for that many hops (the client address the login limits count). `0`: "
+        "clients connect directly, the headers are ignored.",
     ),
     Setting(
         "PIPELINE_READ_REQUIRES_LOGIN",
@@ -124,7 +162,8 @@ SETTINGS = (
         "ENV",
         "production",
         "str",
-        "`development` allows a per-process secret key (as does `flask --debug`).",
+        "`development` allows a per-process secret key (as does `flask --debug`); gunicorn "
+        "then refuses more than one worker.",
     ),
     Setting(
         "PIPELINE_BIND",
@@ -163,11 +202,20 @@ _TRUE = {"1", "true", "yes", "on"}
 _FALSE = {"0", "false", "no", "off", ""}
 
 
+# Whole-number kinds and the values they allow.
+WHOLE_NUMBERS = {"int": (1, 256), "count": (0, 16), "minutes": (1, 10080), "hours": (1, 720)}
+
+
 def _convert(setting: Setting, raw: str):
-    if setting.kind == "int":
-        if not raw.strip().isascii() or not raw.strip().isdigit() or not 1 <= int(raw) <= 256:
-            raise InvalidInput(f"{setting.env} must be a whole number from 1 to 256 (got {raw!r})")
-        return int(raw)
+    if setting.kind in WHOLE_NUMBERS:
+        low, high = WHOLE_NUMBERS[setting.kind]
+        text = raw.strip()
+        # isdigit() alone accepts "²" and "٣"; only ASCII digits are a number here.
+        if not (text.isascii() and text.isdigit() and len(text) < 7 and low <= int(text) <= high):
+            raise InvalidInput(
+                f"{setting.env} must be a whole number from {low} to {high} (got {raw!r})"
+            )
+        return int(text)
     if setting.kind == "float":
         try:
             value = float(raw) if raw.strip().isascii() else math.nan
@@ -193,18 +241,39 @@ def load_settings(environ) -> dict:
     for setting in SETTINGS:
         raw = environ.get(setting.env)
         config[setting.key] = setting.default if raw in (None, "") else _convert(setting, raw)
+    config["SECRET_KEY_SOURCE"] = "PIPELINE_SECRET_KEY"  # named by messages, never the key
     if not config["SECRET_KEY"] and config["SECRET_KEY_FILE"]:
         config["SECRET_KEY"] = read_secret_file(config["SECRET_KEY_FILE"])
+        config["SECRET_KEY_SOURCE"] = f"PIPELINE_SECRET_KEY_FILE ({config['SECRET_KEY_FILE']})"
     return config
 
 
+MAX_SECRET_BYTES = 4096  # a key is tens of bytes; more is the wrong file (or /dev/urandom)
+
+
 def read_secret_file(path, setting="PIPELINE_SECRET_KEY_FILE") -> str:
-    """Return the secret in ``path`` (compose and Kubernetes mount secrets as files)."""
+    """Return the secret in ``path`` (compose and Kubernetes mount secrets as files).
+
+    Every way the file can be wrong is one line naming ``setting``: never a traceback, and never
+    a hang on a FIFO or a device.
+    """
     try:
-        with open(path, encoding="utf-8") as handle:
-            secret = handle.read().strip()
+        # O_NONBLOCK: opening a FIFO must not wait for a writer; a regular file ignores it.
+        fd = os.open(path, os.O_RDONLY | os.O_NONBLOCK)
     except OSError as error:
         raise InvalidInput(f"{setting}: cannot read {path} ({error.strerror})") from None
+    if not stat.S_ISREG(os.fstat(fd).st_mode):
+        os.close(fd)
+        raise InvalidInput(f"{setting}: {path} is not a regular file")
+    with os.fdopen(fd, "rb") as handle:
+        try:
+            data = handle.read(MAX_SECRET_BYTES + 1)
+        except OSError as error:
+            raise InvalidInput(f"{setting}: cannot read {path} ({error.strerror})") from None
+    if len(data) > MAX_SECRET_BYTES:
+        raise InvalidInput(f"{setting}: {path} is larger than {MAX_SECRET_BYTES} bytes")
+    try:
+        secret = data.decode("utf-8").strip()
     except UnicodeDecodeError:
         raise InvalidInput(f"{setting}: {path} is not UTF-8 text") from None
     if not secret:

@@ -57,6 +57,22 @@ def check_reason(field, required: bool) -> None:
         raise StopValidation(str(error)) from None
 
 
+MAX_ID = 2**63 - 1  # SQLite's largest integer
+
+
+class WholeNumberField(IntegerField):
+    """An IntegerField of ASCII digits only, at most 64 bits: int() also takes "٣" and " 1_0",
+    and WTForms' NumberRange fails with an OverflowError (a 500) on integers past a float."""
+
+    def process_formdata(self, valuelist):
+        if valuelist and valuelist[0] != "":
+            text = valuelist[0]
+            if not (text.isascii() and text.isdigit() and len(text) <= 19 and int(text) <= MAX_ID):
+                self.data = None
+                raise ValueError(self.gettext("Not a valid integer value."))
+        super().process_formdata(valuelist)
+
+
 class ChangeForm(FlaskForm):
     """Switch the pipeline; ``expect_id`` is the change the form was rendered from.
 
@@ -71,7 +87,7 @@ class ChangeForm(FlaskForm):
     )
     # One line; the length and characters are checked by the store's rules (check_reason).
     reason = StringField("Reason", render_kw={"maxlength": MAX_REASON})
-    expect_id = IntegerField(widget=HiddenInput(), validators=[InputRequired(), NumberRange(0)])
+    expect_id = WholeNumberField(widget=HiddenInput(), validators=[InputRequired(), NumberRange(0)])
 
     def __init__(self, *args, current=None, **kwargs):
         super().__init__(*args, **kwargs)
@@ -106,7 +122,7 @@ class RevertForm(FlaskForm):
     """
 
     reason = StringField("Reason", render_kw={"maxlength": MAX_REASON})
-    expect_id = IntegerField(widget=HiddenInput(), validators=[InputRequired(), NumberRange(0)])
+    expect_id = WholeNumberField(widget=HiddenInput(), validators=[InputRequired(), NumberRange(0)])
     next = HiddenField()
 
     def validate_reason(self, field):
@@ -132,8 +148,8 @@ class HistoryFilterForm(FlaskForm):
     operator = StringField("Operator", validators=[Optional(), Length(max=MAX_NAME)])
     since = DateTimeLocalField("From (UTC)", validators=[Optional()])
     until = DateTimeLocalField("Until (UTC)", validators=[Optional()])
-    before = IntegerField(widget=HiddenInput(), validators=[Optional(), NumberRange(0, 2**63 - 1)])
-    after = IntegerField(widget=HiddenInput(), validators=[Optional(), NumberRange(0, 2**63 - 1)])
+    before = WholeNumberField(widget=HiddenInput(), validators=[Optional(), NumberRange(0, MAX_ID)])
+    after = WholeNumberField(widget=HiddenInput(), validators=[Optional(), NumberRange(0, MAX_ID)])
 
     def filters(self) -> dict:
         """Return the store filters these fields select (times are read as UTC)."""

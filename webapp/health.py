@@ -8,6 +8,7 @@ from flask import Blueprint
 
 from .db import get_store
 from .errors import PipelineError
+from .operators import signin_problem, users_file
 
 bp = Blueprint("health", __name__)
 
@@ -20,7 +21,7 @@ def healthz():
 
 @bp.get("/readyz")
 def readyz():
-    """Answer 200 when the database exists, opens and has our schema (or none yet)."""
+    """Answer 200 when the database exists, opens and has our schema, and the users file works."""
     store = get_store()
     if not store.db.exists():
         return not_ready(f"database not found: {store.path}")
@@ -29,6 +30,11 @@ def readyz():
         store.current()  # the table's shape and rows read as a request would read them
     except PipelineError as error:
         return not_ready(str(error))
+    # The users file is not the database, but with it broken nobody can sign in: out of rotation
+    # until it is fixed (pages keep answering, read-only, for whoever still reaches them).
+    problem = signin_problem()
+    if problem:
+        return not_ready(f"sign-in unavailable: {problem} ({users_file()})")
     # A missing table is fine: the uploader reads the default, the first change creates it.
     table = "present" if status["table_exists"] else "absent (created by the first change)"
     return {"status": "ready", "journal_mode": status["journal_mode"], "pipeline_config": table}

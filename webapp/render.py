@@ -63,9 +63,10 @@ def bad_request(error):
 
 
 def refuse_without_secret():
-    """Serve nothing when started by `flask run` without PIPELINE_SECRET_KEY outside development."""
-    if current_app.config.get("MISSING_SECRET_KEY"):
-        abort(503, "PIPELINE_SECRET_KEY is not set: refusing to serve outside development")
+    """Serve nothing when started by `flask run` without a usable PIPELINE_SECRET_KEY."""
+    problem = current_app.config.get("SECRET_KEY_PROBLEM")
+    if problem:
+        abort(503, problem)
 
 
 def page_globals() -> dict:

@@ -20,6 +20,7 @@ HEADERS = {
     "X-Frame-Options": "DENY",
 }
 SAFE_METHODS = {"GET", "HEAD", "OPTIONS", "TRACE"}
+FORM_TYPES = {"application/x-www-form-urlencoded", "multipart/form-data"}
 # The API authenticates every request with HTTP Basic and never reads the session cookie, so a
 # forged cross-site request carries no credentials: that, and only that, exempts it from CSRF.
 CSRF_EXEMPT_BLUEPRINTS = {"api"}
@@ -59,6 +60,17 @@ def csrf_protect() -> None:
     CSRFProtect().protect()  # the same check CSRFProtect.init_app would install
 
 
+def refuse_other_bodies() -> None:
+    """Refuse (415) a page POST whose body is not a form: Flask-WTF would parse JSON itself."""
+    if request.method in SAFE_METHODS or request.blueprint in CSRF_EXEMPT_BLUEPRINTS:
+        return
+    if request.mimetype in FORM_TYPES or not (request.mimetype or request.content_length):
+        return
+    from flask import abort
+
+    abort(415, "Pages take HTML forms only (application/x-www-form-urlencoded).")
+
+
 def init_app(app) -> None:
     # Flask-WTF's defaults, set here so they need no import at start-up. Tokens live as long as
     # the session: a dashboard left open for hours must still be able to apply a change.
@@ -70,7 +82,12 @@ def init_app(app) -> None:
     app.config.setdefault("WTF_CSRF_TIME_LIMIT", None)
     app.config.setdefault("WTF_CSRF_SSL_STRICT", True)
     app.config.update(SESSION_COOKIE_HTTPONLY=True, SESSION_COOKIE_SAMESITE="Lax")
+    # The largest honest request is a change with a 2000-character reason: refuse (413) bodies
+    # far beyond that before they are read into memory.
+    if app.config.get("MAX_CONTENT_LENGTH") is None:
+        app.config["MAX_CONTENT_LENGTH"] = 64 * 1024
     app.session_interface = SessionInterface()
     app.jinja_env.globals["csrf_token"] = csrf_token
+    app.before_request(refuse_other_bodies)
     app.before_request(csrf_protect)
     app.after_request(add_headers)

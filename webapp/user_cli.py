@@ -1,4 +1,8 @@
-"""The ``flask user`` command group: manage operator accounts without Apache's tools."""
+"""The ``flask user`` command group: manage operator accounts without Apache's tools.
+
+Every command that changes the file replaces it atomically and keeps its owner, group and mode
+(users_file.py); names and passwords follow accounts.py's rules.
+"""
 
 import sys
 
@@ -8,42 +12,111 @@ from flask.cli import AppGroup
 
 from . import accounts
 from .cli_support import OneLineUsageErrors, reports_errors
+from .text import terminal_safe
+from .users_file import Rewrite, remove_account, set_password
 
 
 class UserGroup(OneLineUsageErrors, AppGroup):
     """``flask user``: one-line usage errors, commands run inside the app context."""
 
 
-user_cli = UserGroup("user", help="Manage operator accounts (the PIPELINE_USERS_FILE htpasswd).")
+user_cli = UserGroup(
+    "user",
+    help=(
+        "Manage operator accounts (the PIPELINE_USERS_FILE htpasswd, bcrypt only).\n\n"
+        f"Names use {accounts.NAME_CHARACTERS}; passwords have at least "
+        f"{accounts.MIN_PASSWORD_LENGTH} characters."
+    ),
+)
+
+users_file_option = click.option(
+    "--users-file",
+    metavar="PATH",
+    help="htpasswd file. Default: $PIPELINE_USERS_FILE.",
+)
+
+
+def file_path(users_file_arg) -> str:
+    path = users_file_arg or current_app.config.get("USERS_FILE")
+    if not path:
+        raise click.UsageError("set PIPELINE_USERS_FILE or pass --users-file PATH")
+    return path
+
+
+def written(action: str, name: str, result: Rewrite) -> str:
+    created = f" (created, mode {result.mode:04o})" if result.file_created else ""
+    return f"{action} operator {name} in {result.path}{created}"
 
 
 @user_cli.command("add")
 @click.argument("name")
-@click.option(
-    "--users-file",
-    metavar="PATH",
-    help="htpasswd file to write. Default: $PIPELINE_USERS_FILE.",
-)
+@users_file_option
 @click.option("--password-stdin", is_flag=True, help="Read the password from one line of stdin.")
 @click.option("--rounds", type=click.IntRange(4, 16), default=12, show_default=True, hidden=True)
 @reports_errors
 def add_command(name, users_file, password_stdin, rounds):
     """Add operator NAME, or set a new password if NAME exists (bcrypt, like htpasswd -B).
 
+    NAME uses letters, digits, '.', '_', '-' and '@'; the password has at least 12
+    characters. A new file is created with mode 0640; an existing one keeps its owner, group and
+    mode. The directory must exist.
+
     \b
     Example:
       flask --app webapp user add alice --users-file /etc/pipeline/users.htpasswd
       printf '%s\\n' "$PASSWORD" | flask --app webapp user add ci-bot --password-stdin
     """
-    path = users_file or current_app.config.get("USERS_FILE")
-    if not path:
-        raise click.UsageError("set PIPELINE_USERS_FILE or pass --users-file PATH")
+    path = file_path(users_file)
+    name = accounts.validate_name(name)  # before asking for a password
     if password_stdin:
         password = sys.stdin.readline().rstrip("\r\n")
     else:
         password = click.prompt("Password", hide_input=True, confirmation_prompt=True)
+    result = rewriting(path, lambda: set_password(path, name, password, rounds))
+    click.echo(written("added" if result.account_created else "updated", name, result))
+
+
+@user_cli.command("remove")
+@click.argument("name")
+@users_file_option
+@reports_errors
+def remove_command(name, users_file):
+    """Remove operator NAME; their sessions end at their next request.
+
+    The file is replaced atomically and keeps its owner, group and mode.
+
+    \b
+    Example:
+      flask --app webapp user remove alice --users-file /etc/pipeline/users.htpasswd
+    """
+    path = file_path(users_file)
+    result = rewriting(path, lambda: remove_account(path, name))
+    click.echo(f"removed operator {terminal_safe(name)} from {result.path}")
+
+
+@user_cli.command("list")
+@users_file_option
+@reports_errors
+def list_command(users_file):
+    """List the operators who can sign in, one per line; unusable lines are named on stderr.
+
+    \b
+    Example:
+      flask --app webapp user list --users-file /etc/pipeline/users.htpasswd
+    """
+    path = file_path(users_file)
+    found = accounts.load(path)
+    if found.problem:
+        raise click.ClickException(f"the users file {path} {found.problem}")
+    for name in sorted(found.users):
+        click.echo(name)
+    for number, why in found.skipped:
+        click.echo(f"line {number}: {terminal_safe(why)}; it never matches", err=True)
+
+
+def rewriting(path, write) -> Rewrite:
+    """Run ``write()``; a file system refusal is one ``Error:`` line naming the file."""
     try:
-        created = accounts.set_password(path, name, password, rounds=rounds)
+        return write()
     except OSError as error:
         raise click.ClickException(f"cannot write {path}: {error.strerror}") from None
-    click.echo(f"{'added' if created else 'updated'} operator {name.strip()} in {path}")
