@@ -64,7 +64,7 @@ def build(store, now: datetime, current, widest, name, title, span, step, label)
     if changes[-1].id != current.id:
         # The newest row by id is what the uploader applies now, whatever its time says.
         changes = [c for c in changes if c.id != current.id] + [current]
-    segments = []
+    placed = []
     for index, change in enumerate(changes):
         # No readable time: the state before the window if first, else in force from now.
         begin = change.updated_at or (start if index == 0 else now)
@@ -75,23 +75,30 @@ def build(store, now: datetime, current, widest, name, title, span, step, label)
         # Drawn at least MIN_WIDTH wide (pulled left at the edge); later segments are drawn
         # over earlier ones.
         shown = max(width, MIN_WIDTH)
-        shown_x = min(x, WIDTH - shown)
+        placed.append((change, begin, end, round(min(x, WIDTH - shown), 2), round(shown, 2)))
+    segments, hidden, covered_from = [], 0, WIDTH
+    # From the newest back: later segments cover the bar from their start to its end, so an
+    # earlier one that starts inside that part cannot be seen (many changes in one moment).
+    for change, begin, end, shown_x, shown in reversed(placed):
         note = None
         if change.updated_at is None and not change.is_default:
             note = "untimed"
         elif change.updated_at is not None and change.updated_at > now + FUTURE:
             note = "future"
+        if shown_x >= covered_from and note is None:
+            hidden += 1
+            continue
+        covered_from = min(covered_from, shown_x)
         tooltip = f"{change.type_label} from {utc(begin)} to {utc(end)}"
         if change.updated_by:
             tooltip += f" (set by {change.updated_by})"
-        segments.append(
-            Segment(
-                kind(change), begin, end, round(shown_x, 2), round(shown, 2), change, note, tooltip
-            )
-        )
+        segments.append(Segment(kind(change), begin, end, shown_x, shown, change, note, tooltip))
+    segments.reverse()
     summary = f"{title}, times in UTC: " + ", ".join(
         f"{s.change.type_label} from {utc(s.start)}" for s in segments
     )
+    if hidden:
+        summary += f"; {hidden} earlier changes too close together to draw (see History)"
     return Timeline(
         name,
         title,
