@@ -116,24 +116,30 @@ def database_line(store) -> str:
 
 
 @contextlib.contextmanager
-def audit_on_stderr():
-    """Write the store's audit line (one JSON line per change) to stderr while a command runs.
-
-    A Kubernetes or Bacalhau job's log then holds the same audit record the server logs, while
-    stdout stays the command's answer.
-    """
+def logger_on_stderr(name: str, formatter=None):
+    """Send logger ``name``'s INFO lines to stderr while inside (stdout stays the answer)."""
     import logging
 
-    audit = logging.getLogger("pipeline.audit")
+    logger = logging.getLogger(name)
     handler = logging.StreamHandler(sys.stderr)
-    saved_level = audit.level
-    audit.addHandler(handler)
-    audit.setLevel(logging.INFO)
+    if formatter is not None:
+        handler.setFormatter(formatter)
+    saved_level = logger.level
+    logger.addHandler(handler)
+    logger.setLevel(logging.INFO)
     try:
         yield
     finally:
-        audit.removeHandler(handler)
-        audit.setLevel(saved_level)
+        logger.removeHandler(handler)
+        logger.setLevel(saved_level)
+
+
+def audit_on_stderr():
+    """Write the store's audit line (one JSON line per change) to stderr while a command runs.
+
+    A Kubernetes or Bacalhau job's log then holds the same audit record the server logs.
+    """
+    return logger_on_stderr("pipeline.audit")
 
 
 def default_operator() -> str:

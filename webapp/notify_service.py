@@ -8,7 +8,6 @@ No Flask.
 import contextlib
 import logging
 import signal
-import sys
 import threading
 import time
 
@@ -71,18 +70,10 @@ def stop_signals():
             signal.signal(number, action)
 
 
-@contextlib.contextmanager
 def logging_to_stderr():
     """Log ``pipeline.notify`` lines on stderr, each with its UTC time, while inside."""
-    handler = logging.StreamHandler(sys.stderr)
+    from .cli_support import logger_on_stderr
+
     formatter = logging.Formatter("%(asctime)s %(levelname)s %(message)s", "%Y-%m-%dT%H:%M:%SZ")
     formatter.converter = time.gmtime
-    handler.setFormatter(formatter)
-    saved_level = LOG.level
-    LOG.addHandler(handler)
-    LOG.setLevel(logging.INFO)
-    try:
-        yield
-    finally:
-        LOG.removeHandler(handler)
-        LOG.setLevel(saved_level)
+    return logger_on_stderr(LOG.name, formatter)
