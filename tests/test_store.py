@@ -591,3 +591,11 @@ def test_store_buckets_are_configurable(db_path):
         assert store.current().bucket == "landing"
         assert active_pipeline(store.db.connection(), store.buckets) == ("raw", "landing")
         assert store.set("filtered", updated_by="ops").change.bucket == "enriched"
+
+
+def test_the_sqlite_store_implements_the_backend_interface(store):
+    from webapp.backend import ChangeStore
+
+    assert isinstance(store, ChangeStore)
+    members = {name for name in dir(ChangeStore) if not name.startswith("_")}
+    assert members <= set(dir(store))

@@ -8,6 +8,9 @@ uploader use all the time. So (see database.py for the mechanics):
 * the current pipeline is the newest row **by id**; every row we write is also the newest by
   ``updated_at`` (see :func:`webapp.changes.next_timestamp`);
 * every read costs the same with a thousand rows or a million: indexes, keyset pages, bounds.
+
+:class:`PipelineStore` implements :class:`webapp.backend.ChangeStore`, the interface the rest of
+the tool uses; a second backend would implement the same.
 """
 
 import contextlib
