@@ -23,6 +23,7 @@ from .cli_support import (
     default_operator,
     describe,
     echo_json,
+    interval_option,
     open_store,
     reports_errors,
     safe,
@@ -189,13 +190,7 @@ def history_command(ctx, limit, show_all, output_format, as_json):
 
 @pipeline_cli.command("monitor")
 @db_option
-@click.option(
-    "--interval",
-    type=click.FloatRange(min=0.05, max=3600),
-    default=1.0,
-    show_default=True,
-    help="Seconds between checks.",
-)
+@interval_option("Seconds between checks.")
 @click.option("--count", type=click.IntRange(min=1), help="Stop after N changes (for scripts).")
 @click.option("--json", "as_json", is_flag=True, help="Print JSON lines.")
 @click.pass_context
@@ -235,14 +230,7 @@ def monitor_command(ctx, interval, count, as_json):
     metavar="URL",
     help="POST each change to URL (repeatable). Default: $PIPELINE_WEBHOOKS (comma-separated).",
 )
-@click.option(
-    "--interval",
-    type=click.FloatRange(min=0.05, max=3600),
-    default=1.0,
-    show_default=True,
-    metavar="SECONDS",
-    help="Seconds between checks of the database.",
-)
+@interval_option("Seconds between checks of the database.")
 @click.option(
     "--state",
     "state_path",

@@ -98,6 +98,18 @@ db_option = click.option(
 )
 
 
+def interval_option(help_text: str):
+    """``--interval SECONDS``, as ``monitor`` and ``notify`` take it."""
+    return click.option(
+        "--interval",
+        type=click.FloatRange(min=0.05, max=3600),
+        default=1.0,
+        show_default=True,
+        metavar="SECONDS",
+        help=help_text,
+    )
+
+
 def open_store(ctx, *, write=False) -> PipelineStore:
     """Open the store on ``--db``, else ``PIPELINE_DB``; writes never guess a database."""
     config = settings(ctx)

@@ -22,7 +22,7 @@ def live_context(store, announce=None) -> dict:
         "current": current,
         "buckets": store.buckets,
         "recent": store.history(RECENT),
-        "timelines": timelines(store, datetime.now(UTC)),
+        "timelines": timelines(store, datetime.now(UTC), current),
         "announce": announce,
         "in_dashboard": True,
     }
@@ -77,7 +77,8 @@ def timeline():
     from .timeline import timelines
 
     store = get_store()
-    context = {"timelines": timelines(store, datetime.now(UTC)), "current": store.current()}
+    current = store.current()
+    context = {"timelines": timelines(store, datetime.now(UTC), current), "current": current}
     # The page's own h1 names it: the fragment's heading would repeat it.
     return render("timeline.html", "partials/_timeline.html", standalone=True, **context)
 

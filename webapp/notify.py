@@ -18,7 +18,7 @@ from dataclasses import dataclass
 
 from . import webhooks
 from .errors import InvalidInput, PipelineError
-from .watch import BATCH, Watcher
+from .watch import BATCH, Feed, Watcher
 
 LOG = logging.getLogger("pipeline.notify")
 READ_BATCH = 100  # changes read per statement by a delivery thread
@@ -45,32 +45,6 @@ class Snapshot:
     database_up: bool
     last_check: float
     webhooks: tuple
-
-
-class Feed:
-    """The newest change id the watcher has seen; delivery threads wait here for news."""
-
-    def __init__(self, newest: int):
-        self.newest = newest
-        self.closed = False
-        self._news = threading.Condition()
-
-    def publish(self, newest: int) -> None:
-        with self._news:
-            self.newest = newest
-            self._news.notify_all()
-
-    def close(self) -> None:
-        with self._news:
-            self.closed = True
-            self._news.notify_all()
-
-    def wait_past(self, cursor: int) -> int | None:
-        """Return the newest id once it is not ``cursor`` (above, or below after a replaced
-        file); None once closed."""
-        with self._news:
-            self._news.wait_for(lambda: self.closed or self.newest != cursor)
-            return None if self.closed else self.newest
 
 
 class Delivery(threading.Thread):

@@ -28,6 +28,7 @@ INDEXES = (
 
 COLUMNS = ("id", "pipeline_type", "updated_at", "updated_by", "metadata")
 SELECT_ROWS = "SELECT id, pipeline_type, updated_at, updated_by, metadata FROM pipeline_config"
+TABLE_SQL = "SELECT sql FROM sqlite_master WHERE type = 'table' AND name = ?"
 CHECK_LIST = re.compile(r"CHECK\s*\(\s*pipeline_type\s+IN\s*\(([^)]*)\)", re.IGNORECASE)
 
 
@@ -52,9 +53,7 @@ def check_shape(conn) -> None:
 
 def accepted_types(conn) -> tuple[str, ...]:
     """Return the types this table's CHECK accepts (another tool's table may list others)."""
-    rows = conn.execute(
-        "SELECT sql FROM sqlite_master WHERE type = 'table' AND name = ?", (TABLE,)
-    ).fetchall()
+    rows = conn.execute(TABLE_SQL, (TABLE,)).fetchall()
     return accepted_types_of(rows[0][0] if rows else None)
 
 

@@ -93,10 +93,6 @@ class PipelineStore:
     def path(self):
         return self.db.path
 
-    @property
-    def write_timeout(self) -> float:
-        return self.db.write_timeout
-
     def close(self) -> None:
         self.db.close()
 
@@ -172,10 +168,6 @@ class PipelineStore:
         rows = self.db.read(*queries.count(upto, **filters))
         return rows[0][0] if rows else 0
 
-    def iter_history(self, chunk=EXPORT_CHUNK, **filters):
-        """Yield every matching change, newest first, a bounded chunk per statement."""
-        return map(self.change_of, self.iter_rows(chunk, **filters))
-
     def iter_rows(self, chunk=EXPORT_CHUNK, **filters):
         """Yield every matching row as stored, newest first, a bounded chunk per statement.
 
@@ -229,12 +221,14 @@ class PipelineStore:
             names.append(last.decode("utf-8", "replace"))
         return names
 
+    def table_sql(self) -> str | None:
+        """Return the ``CREATE TABLE`` statement of ``pipeline_config``, or None (no table)."""
+        rows = self.db.read(schema.TABLE_SQL, (TABLE,))
+        return rows[0][0] if rows else None
+
     def accepted_types(self) -> tuple[str, ...]:
         """Return the types this table's CHECK accepts (ours when there is no table yet)."""
-        rows = self.db.read(
-            "SELECT sql FROM sqlite_master WHERE type = 'table' AND name = ?", (TABLE,)
-        )
-        return schema.accepted_types_of(rows[0][0] if rows else None)
+        return schema.accepted_types_of(self.table_sql())
 
     def data_version(self) -> int:
         """Return ``PRAGMA data_version``: it changes when another connection commits."""
@@ -248,10 +242,7 @@ class PipelineStore:
     def status(self) -> dict:
         """Return what readiness checks need: journal mode and whether our table exists."""
         mode = self.db.pragma("journal_mode")
-        tables = self.db.read(
-            "SELECT count(*) FROM sqlite_master WHERE type = 'table' AND name = ?", (TABLE,)
-        )
-        return {"journal_mode": mode, "table_exists": bool(tables and tables[0][0])}
+        return {"journal_mode": mode, "table_exists": self.table_sql() is not None}
 
     # -- writes ----------------------------------------------------------------------------
 

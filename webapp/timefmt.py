@@ -33,27 +33,24 @@ def bound(moment: datetime) -> str:
 
 def parse(value) -> datetime | None:
     """Read an ``updated_at`` value as an aware UTC datetime, or None if it is not a time."""
-    if isinstance(value, str):  # the common case first: our own text form
-        try:
-            moment = datetime.fromisoformat(value)
-        except ValueError:
-            pass
-        else:
-            return moment.replace(tzinfo=UTC) if moment.tzinfo is None else moment.astimezone(UTC)
     if value is None or isinstance(value, bool):
         return None
     if isinstance(value, int | float):
         if not UNIX_RANGE[0] <= value <= UNIX_RANGE[1]:  # NaN fails both comparisons
             return None
         return datetime.fromtimestamp(value, UTC)
-    text = str(value).strip()
-    if text.endswith(("Z", "z")):
-        text = text[:-1] + "+00:00"
+    text = value if isinstance(value, str) else str(value)
     try:
-        moment = datetime.fromisoformat(text)
+        moment = datetime.fromisoformat(text)  # our own form, at once (the common case)
     except ValueError:
-        return None
-    return moment.astimezone(UTC) if moment.tzinfo else moment.replace(tzinfo=UTC)
+        text = text.strip()
+        if text.endswith(("Z", "z")):
+            text = text[:-1] + "+00:00"
+        try:
+            moment = datetime.fromisoformat(text)
+        except ValueError:
+            return None
+    return moment.replace(tzinfo=UTC) if moment.tzinfo is None else moment.astimezone(UTC)
 
 
 def iso(moment: datetime | None) -> str | None:

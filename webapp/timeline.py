@@ -130,10 +130,13 @@ def ticks(start: datetime, now: datetime, span: timedelta, step: timedelta, labe
     ]
 
 
-def timelines(store, now: datetime) -> list[Timeline]:
-    """Return the 24-hour and 7-day timelines ending at ``now`` (an aware UTC datetime)."""
+def timelines(store, now: datetime, current=None) -> list[Timeline]:
+    """Return the 24-hour and 7-day timelines ending at ``now`` (an aware UTC datetime).
+
+    ``current`` is the change in force, when the caller has read it already.
+    """
     now = now.replace(microsecond=0)  # whole seconds: what the table stores and shows
-    current = store.current()
+    current = current or store.current()
     # One read for both windows: the day's changes are the newest of the week's.
     widest = store.window(now - max(window[2] for window in WINDOWS), MAX_CHANGES + 1)
     return [build(store, now, current, widest, *window) for window in WINDOWS]

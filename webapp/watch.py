@@ -3,9 +3,11 @@
 Used by ``monitor`` and the webhook notifier. Each check costs one ``PRAGMA data_version`` on a
 connection that holds no transaction open; rows are read only when another connection committed
 (or the file at the path was replaced). A missing, replaced or busy file is reported once and
-watched until it is usable again. No Flask.
+watched until it is usable again. :class:`Feed` hands the newest id to threads that wait for
+news (the notifier's deliveries). No Flask.
 """
 
+import threading
 import time
 
 from .errors import PipelineError
@@ -87,3 +89,29 @@ class Watcher:
                 f"older than #{self.last_id} seen before; following the new file"
             )
             self.last_id = current.version
+
+
+class Feed:
+    """The newest change id the watcher has seen; delivery threads wait here for news."""
+
+    def __init__(self, newest: int):
+        self.newest = newest
+        self.closed = False
+        self._news = threading.Condition()
+
+    def publish(self, newest: int) -> None:
+        with self._news:
+            self.newest = newest
+            self._news.notify_all()
+
+    def close(self) -> None:
+        with self._news:
+            self.closed = True
+            self._news.notify_all()
+
+    def wait_past(self, cursor: int) -> int | None:
+        """Return the newest id once it is not ``cursor`` (above, or below after a replaced
+        file); None once closed."""
+        with self._news:
+            self._news.wait_for(lambda: self.closed or self.newest != cursor)
+            return None if self.closed else self.newest
