@@ -16,9 +16,9 @@ import shutil
 import sys
 import tempfile
 
-from webapp.config import load_settings
-from webapp.errors import InvalidInput
-from webapp.keys import key_problem, refusal
+from webapp.core.config import load_settings
+from webapp.core.errors import InvalidInput
+from webapp.accounts.keys import key_problem, refusal
 
 
 def _refuse(message):

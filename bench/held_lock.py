@@ -33,7 +33,7 @@ sys.path.insert(0, str(ROOT))
 
 from live import LiveServer  # noqa: E402
 
-from webapp.store import PipelineStore  # noqa: E402
+from webapp.core.store import PipelineStore  # noqa: E402
 
 OPERATOR, PASSWORD = "bench", "bench-password-1"
 HOLD_LOCK = """

@@ -43,8 +43,8 @@ sys.path.insert(0, str(ROOT))
 
 from live import LiveServer  # noqa: E402
 
-from webapp.accounts import hash_password  # noqa: E402
-from webapp.store import PipelineStore  # noqa: E402
+from webapp.accounts.users import hash_password  # noqa: E402
+from webapp.core.store import PipelineStore  # noqa: E402
 
 
 def make_database(folder: Path) -> tuple[Path, int]:

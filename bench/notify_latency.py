@@ -100,7 +100,7 @@ def main():
     parser.add_argument("--sensor-pause", type=float, default=0.01)
     args = parser.parse_args()
 
-    from webapp.store import PipelineStore
+    from webapp.core.store import PipelineStore
 
     folder = Path(tempfile.mkdtemp(prefix="notify-bench-"))
     db = folder / "sensor_data.db"

@@ -33,7 +33,7 @@ OPERATORS = ("alice", "bob", "carol", "ci-bot", "rollout")
 
 def build(path: Path, count: int) -> None:
     """Write ``count`` changes a minute apart, ending now, like years of automated rollouts."""
-    from webapp.store import PipelineStore
+    from webapp.core.store import PipelineStore
 
     conn = sqlite3.connect(path)
     conn.execute("CREATE TABLE sensor_readings (id INTEGER PRIMARY KEY, value REAL)")
@@ -172,7 +172,7 @@ elif kind.startswith("web-"):
         sink.write(chunk.decode() if isinstance(chunk, bytes) else chunk)
     response.close()
 else:
-    from webapp.cli import main
+    from webapp.cli.pipeline import main
     sys.stdout = sink
     started, cpu = time.perf_counter(), time.process_time()
     try:

@@ -28,7 +28,7 @@ sys.path.insert(0, str(ROOT))
 
 from live import LiveServer  # noqa: E402
 
-from webapp.store import PipelineStore  # noqa: E402
+from webapp.core.store import PipelineStore  # noqa: E402
 
 CLOCK_TICKS = os.sysconf("SC_CLK_TCK")
 CHANGES = 30  # in the last minute: every one is drawn on both timelines

@@ -38,7 +38,7 @@ def percentile(values, fraction):
 
 
 def writer(path, name, seconds, write_timeout, set_pause, barrier, results):
-    from webapp.store import PipelineStore
+    from webapp.core.store import PipelineStore
 
     latencies, acks, failures = [], [], []
     rng = random.Random(name)

@@ -20,7 +20,7 @@ from pathlib import Path
 ROOT = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(ROOT))
 
-from webapp.store import (  # noqa: E402
+from webapp.core.store import (  # noqa: E402
     CURRENT_TYPE_SQL,
     PipelineStore,
     active_pipeline,

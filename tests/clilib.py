@@ -2,7 +2,7 @@
 
 from click.testing import CliRunner
 
-from webapp import cli as cli_module
+from webapp.cli import pipeline as cli_module
 
 
 class Entrance:

@@ -6,9 +6,9 @@ import sqlite3
 import pytest
 
 from webapp import create_app
-from webapp.store import PipelineStore
+from webapp.core.store import PipelineStore
 
-pytest_plugins = ["pytester"]  # tests/test_browser.py checks the CI hook below in a sub-run
+pytest_plugins = ["pytester"]  # tests/live/test_browser.py checks the CI hook below in a sub-run
 
 SENSOR_SCHEMA = (
     "CREATE TABLE sensor_readings (id INTEGER PRIMARY KEY AUTOINCREMENT, "
@@ -107,3 +107,21 @@ def operator(web_app):
     client = web_app.test_client()
     assert log_in(client).status_code == 302
     return client
+
+
+def database_with(path, *types):
+    """Write a separate database whose history holds ``types`` (a backup to restore)."""
+    make_sensor_db(path)
+    with PipelineStore(path) as store:
+        for pipeline_type in types:
+            store.set(pipeline_type, updated_by="backup", reason="r")
+    conn = sqlite3.connect(path)
+    conn.execute("PRAGMA journal_mode=DELETE")  # one self-contained file, as a backup is
+    conn.close()
+    return path
+
+
+def checkpoint(path):
+    conn = sqlite3.connect(path)
+    conn.execute("PRAGMA wal_checkpoint(TRUNCATE)")
+    conn.close()

@@ -7,13 +7,19 @@ import subprocess
 import sys
 import time
 import urllib.error
+import urllib.parse
 import urllib.request
 from pathlib import Path
+
+import bcrypt
+from prometheus_client.parser import text_string_to_metric_families
 
 ROOT = Path(__file__).resolve().parent.parent
 # The image's command after `python` (tests/test_deploy.py checks the Dockerfile and manifests).
 GUNICORN_ARGS = ("-m", "gunicorn", "-c", "gunicorn.conf.py", "webapp:create_app()")
 # A key the server accepts (webapp/keys.py refuses short or guessable ones), fixed for the run.
+#: The operator the live tests sign in as (write_users_file).
+OPERATOR, PASSWORD = "alice", "correct horse battery staple"
 LIVE_SECRET_KEY = "9f1c2e7a4b8d3f6051e2c9a7b4d8f3e1a6c0b5d9e2f7a4c8b1d6e3f0a9c5b2d7"
 
 
@@ -84,3 +90,28 @@ class LiveServer:
 
     def __exit__(self, *exc_info):
         self.stop()
+
+
+def request(url, data=None, headers=None, opener=None):
+    """Return ``(status, headers, body)``; HTTP errors are answers, not exceptions."""
+    body = urllib.parse.urlencode(data).encode() if isinstance(data, dict) else data
+    req = urllib.request.Request(url, data=body, headers=headers or {})
+    try:
+        with (opener or urllib.request.build_opener()).open(req, timeout=30) as response:
+            return response.status, response.headers, response.read().decode()
+    except urllib.error.HTTPError as error:
+        return error.code, error.headers, error.read().decode()
+
+
+def write_users_file(path):
+    hashed = bcrypt.hashpw(PASSWORD.encode(), bcrypt.gensalt(rounds=4)).decode()
+    path.write_text(f"{OPERATOR}:{hashed}\n")
+    return path
+
+
+def metric(text, name):
+    for family in text_string_to_metric_families(text):
+        for sample in family.samples:
+            if sample.name == name:
+                return sample.value
+    raise AssertionError(f"{name} not in /metrics")

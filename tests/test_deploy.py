@@ -3,7 +3,7 @@
 Each ``flask ... pipeline ...`` / ``flask ... user ...`` command found in the Dockerfile, the
 compose file, deploy/ (manifests and deploy/README.md) and README.md runs through the real click
 group on a temporary database; so does each ``pipeline-manager ...`` command, through the console
-script's ``webapp.cli:main``. The linters themselves run in tests/test_manifests.py.
+script's ``webapp.cli.pipeline:main``. The linters themselves run in tests/test_manifests.py.
 """
 
 import json
@@ -25,9 +25,9 @@ from conftest import make_sensor_db
 from live import GUNICORN_ARGS, LIVE_SECRET_KEY, ROOT, LiveServer
 
 from webapp import create_app
-from webapp.accounts import hash_password
-from webapp.config import SETTINGS, load_settings
-from webapp.errors import InvalidInput
+from webapp.accounts.users import hash_password
+from webapp.core.config import SETTINGS, load_settings
+from webapp.core.errors import InvalidInput
 
 DOCKERFILE = ROOT / "Dockerfile"
 COMPOSE = ROOT / "docker-compose.yml"
@@ -285,15 +285,17 @@ def check_result(where, args, result):
 
 
 def pipeline_manager():
-    """Return ``webapp.cli:main``, the ``pipeline-manager`` console script."""
-    from webapp.cli import main
+    """Return ``webapp.cli.pipeline:main``, the ``pipeline-manager`` console script."""
+    from webapp.cli.pipeline import main
 
-    assert isinstance(main, click.Group), "webapp.cli:main should be the click group it runs"
+    assert isinstance(main, click.Group), (
+        "webapp.cli.pipeline:main should be the click group it runs"
+    )
     return main
 
 
 def run_pipeline_manager(where, args, db_path, monkeypatch):
-    """Run ``pipeline-manager ARGS`` through ``webapp.cli:main`` as the image would.
+    """Run ``pipeline-manager ARGS`` through ``webapp.cli.pipeline:main`` as the image would.
 
     No secret key or users file: a Job or a Bacalhau task has neither. ``PIPELINE_DB`` is set, as
     the image's ``ENV`` sets it. A long-running command (``monitor``, ``notify``) is parsed and
@@ -314,7 +316,7 @@ def run_pipeline_manager(where, args, db_path, monkeypatch):
 def test_pipeline_manager_is_the_console_script():
     pipeline_manager()
     scripts = tomllib.loads((ROOT / "pyproject.toml").read_text())["project"].get("scripts", {})
-    assert scripts.get(MANAGER) == "webapp.cli:main"
+    assert scripts.get(MANAGER) == "webapp.cli.pipeline:main"
 
 
 def run_monitor(args, db_path):

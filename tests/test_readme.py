@@ -7,8 +7,8 @@ from pathlib import Path
 import pytest
 from conftest import make_sensor_db
 
-from webapp.config import SETTINGS
-from webapp.store import PipelineStore
+from webapp.core.config import SETTINGS
+from webapp.core.store import PipelineStore
 
 ROOT = Path(__file__).resolve().parent.parent
 README = (ROOT / "README.md").read_text()

@@ -1,5 +1,6 @@
 """Helpers for the web tests: a bcrypt users file, apps with operators, logging in."""
 
+import base64
 import re
 
 import bcrypt
@@ -48,3 +49,8 @@ def log_in(client, name="alice", password=None):
         "/login",
         data={"username": name, "password": password or PASSWORDS[name], "csrf_token": token},
     )
+
+
+def basic(name="alice", password=None):
+    raw = f"{name}:{password or PASSWORDS[name]}".encode()
+    return {"Authorization": "Basic " + base64.b64encode(raw).decode()}

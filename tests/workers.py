@@ -100,7 +100,7 @@ def unprivileged_python(uid=65534, gid=65534):
             continue
         try:
             probe = subprocess.run(
-                [python, "-c", "import sqlite3, flask, webapp.cli"],
+                [python, "-c", "import sqlite3, flask, webapp.cli.pipeline"],
                 cwd="/",
                 env=env,
                 user=uid,
@@ -191,7 +191,7 @@ def contention_writer(db_path, name, sets, seed, barrier, results):
     """Set ``sets`` times with unique reasons; report every (id, reason, type, changed)."""
     acks, error = [], None
     try:
-        from webapp.store import PipelineStore
+        from webapp.core.store import PipelineStore
 
         rng = random.Random(seed)
         store = PipelineStore(db_path, write_timeout=60)
@@ -234,7 +234,7 @@ def pipeline_reader(db_path, barrier, stop, results):
     """Read the current pipeline with the uploader's function in a tight loop."""
     reads, invalid, seen, error = 0, [], set(), None
     try:
-        from webapp.pipelines import DEFAULT_BUCKETS
+        from webapp.core.pipelines import DEFAULT_BUCKETS
         from webapp.uploader import active_pipeline, connect_uploader
 
         conn = connect_uploader(db_path)
@@ -278,7 +278,7 @@ def hold_lock(db_path, mode="wal"):
 
 def crash_writer(db_path, name, seed):
     """Set forever; after each acknowledged change print ``ID REASON`` (flushed)."""
-    from webapp.store import PipelineStore
+    from webapp.core.store import PipelineStore
 
     rng = random.Random(seed)
     store = PipelineStore(db_path, write_timeout=60)
@@ -302,3 +302,38 @@ if __name__ == "__main__":
         crash_writer(arguments[0], arguments[1], int(arguments[2]))
     else:
         sys.exit(f"unknown command {command!r}")
+
+
+WORKERS = str(Path(__file__).resolve())
+
+
+class LockHolder:
+    """``tests/workers.py hold-lock``: holds BEGIN IMMEDIATE until :meth:`release`."""
+
+    def __init__(self, db_path, mode="wal"):
+        self.process = subprocess.Popen(
+            [sys.executable, WORKERS, "hold-lock", str(db_path), mode],
+            stdin=subprocess.PIPE,
+            stdout=subprocess.PIPE,
+            stderr=subprocess.PIPE,
+            text=True,
+            env=clean_env(),
+        )
+        line = self.process.stdout.readline()
+        assert line == "locked\n", (line, self.process.stderr.read())
+
+    def release(self, how="commit"):
+        self.process.stdin.write(how + "\n")
+        self.process.stdin.flush()
+        assert self.process.stdout.readline() == "released\n"
+        assert self.process.wait(timeout=30) == 0
+
+    def __enter__(self):
+        return self
+
+    def __exit__(self, *exc_info):
+        if self.process.poll() is None:
+            self.process.kill()
+        self.process.wait()
+        for stream in (self.process.stdin, self.process.stdout, self.process.stderr):
+            stream.close()

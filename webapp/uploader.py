@@ -14,9 +14,9 @@ import os
 import sqlite3
 from collections import namedtuple
 
-from .database import fetch, file_uri, is_busy, is_missing_table, unusable
-from .errors import DatabaseBusy, DatabaseUnusable, UnknownPipelineType
-from .pipelines import DEFAULT_BUCKETS, DEFAULT_PIPELINE, PIPELINE_TYPES
+from webapp.core.database import fetch, file_uri, is_busy, is_missing_table, unusable
+from webapp.core.errors import DatabaseBusy, DatabaseUnusable, UnknownPipelineType
+from webapp.core.pipelines import DEFAULT_BUCKETS, DEFAULT_PIPELINE, PIPELINE_TYPES
 
 ActivePipeline = namedtuple("ActivePipeline", "pipeline_type bucket")
 

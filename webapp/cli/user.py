@@ -1,0 +1,122 @@
+"""The ``flask user`` command group: manage operator accounts without Apache's tools.
+
+Every command that changes the file replaces it atomically and keeps its owner, group and mode
+(users_file.py); names and passwords follow webapp.accounts.users' rules.
+"""
+
+import sys
+
+import click
+from flask import current_app
+from flask.cli import AppGroup
+
+from webapp.accounts import users
+from webapp.accounts.users_file import Rewrite, remove_account, set_password
+from webapp.cli.support import OneLineUsageErrors, reports_errors
+from webapp.core.text import terminal_safe
+
+
+class UserGroup(OneLineUsageErrors, AppGroup):
+    """``flask user``: one-line usage errors, commands run inside the app context."""
+
+
+user_cli = UserGroup(
+    "user",
+    help=(
+        "Manage operator accounts (the PIPELINE_USERS_FILE htpasswd, bcrypt only).\n\n"
+        f"Names use {users.NAME_CHARACTERS}; passwords have at least "
+        f"{users.MIN_PASSWORD_LENGTH} characters."
+    ),
+)
+
+users_file_option = click.option(
+    "--users-file",
+    metavar="PATH",
+    help="htpasswd file. Default: $PIPELINE_USERS_FILE.",
+)
+
+
+def file_path(users_file_arg) -> str:
+    path = users_file_arg or current_app.config.get("USERS_FILE")
+    if not path:
+        raise click.UsageError("set PIPELINE_USERS_FILE or pass --users-file PATH")
+    return path
+
+
+def written(action: str, name: str, result: Rewrite) -> str:
+    created = f" (created, mode {result.mode:04o})" if result.file_created else ""
+    return f"{action} operator {name} in {result.path}{created}"
+
+
+@user_cli.command("add")
+@click.argument("name")
+@users_file_option
+@click.option("--password-stdin", is_flag=True, help="Read the password from one line of stdin.")
+@click.option("--rounds", type=click.IntRange(4, 16), default=12, show_default=True, hidden=True)
+@reports_errors
+def add_command(name, users_file, password_stdin, rounds):
+    """Add operator NAME, or set a new password if NAME exists (bcrypt, like htpasswd -B).
+
+    NAME uses letters, digits, '.', '_', '-' and '@'; the password has at least 12
+    characters. A new file is created with mode 0640; an existing one keeps its owner, group and
+    mode. The directory must exist.
+
+    \b
+    Example:
+      flask --app webapp user add alice --users-file /etc/pipeline/users.htpasswd
+      printf '%s\\n' "$PASSWORD" | flask --app webapp user add ci-bot --password-stdin
+    """
+    path = file_path(users_file)
+    name = users.validate_name(name)  # before asking for a password
+    if password_stdin:
+        password = sys.stdin.readline().rstrip("\r\n")
+    else:
+        password = click.prompt("Password", hide_input=True, confirmation_prompt=True)
+    result = rewriting(path, lambda: set_password(path, name, password, rounds))
+    click.echo(written("added" if result.account_created else "updated", name, result))
+
+
+@user_cli.command("remove")
+@click.argument("name")
+@users_file_option
+@reports_errors
+def remove_command(name, users_file):
+    """Remove operator NAME; their sessions end at their next request.
+
+    The file is replaced atomically and keeps its owner, group and mode.
+
+    \b
+    Example:
+      flask --app webapp user remove alice --users-file /etc/pipeline/users.htpasswd
+    """
+    path = file_path(users_file)
+    result = rewriting(path, lambda: remove_account(path, name))
+    click.echo(f"removed operator {terminal_safe(name)} from {result.path}")
+
+
+@user_cli.command("list")
+@users_file_option
+@reports_errors
+def list_command(users_file):
+    """List the operators who can sign in, one per line; unusable lines are named on stderr.
+
+    \b
+    Example:
+      flask --app webapp user list --users-file /etc/pipeline/users.htpasswd
+    """
+    path = file_path(users_file)
+    found = users.load(path)
+    if found.problem:
+        raise click.ClickException(f"the users file {path} {found.problem}")
+    for name in sorted(found.users):
+        click.echo(name)
+    for number, why in found.skipped:
+        click.echo(f"line {number}: {terminal_safe(why)}; it never matches", err=True)
+
+
+def rewriting(path, write) -> Rewrite:
+    """Run ``write()``; a file system refusal is one ``Error:`` line naming the file."""
+    try:
+        return write()
+    except OSError as error:
+        raise click.ClickException(f"cannot write {path}: {error.strerror}") from None

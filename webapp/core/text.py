@@ -1,0 +1,78 @@
+"""Text rules: what an operator may store (reason, names), and how stored text is shown safely.
+
+One definition for every entrance (CLI, form, API, ``flask user add``): valid Unicode, one line,
+no control or bidi-override characters, a length limit. Rows written by other tools may hold
+anything, so output to a terminal escapes what it could act on. No Flask, no SQL.
+"""
+
+import unicodedata
+
+from webapp.core.errors import InvalidInput
+
+MAX_NAME = 200
+MAX_REASON = 2000
+
+# Bidi embeddings/overrides (U+202A–U+202E) and isolates (U+2066–U+2069) reorder what follows
+# them on screen: "Trojan Source" text that reads differently from what it is.
+BIDI_CONTROLS = frozenset(map(chr, [*range(0x202A, 0x202F), *range(0x2066, 0x206A)]))
+# Control (C0, DEL, C1), surrogate, line and paragraph separator categories.
+FORBIDDEN_CATEGORIES = frozenset({"Cc", "Cs", "Zl", "Zp"})
+
+
+def forbidden(char: str) -> bool:
+    """Return True for a character no stored text may hold."""
+    return char in BIDI_CONTROLS or unicodedata.category(char) in FORBIDDEN_CATEGORIES
+
+
+def describe(char: str) -> str:
+    """Name a refused character for a message: ``U+000A (line feed)``."""
+    if 0xD800 <= ord(char) <= 0xDFFF:
+        return f"U+{ord(char):04X} (a lone surrogate: not valid Unicode)"
+    name = unicodedata.name(char, "") or {"\n": "line feed", "\r": "carriage return"}.get(char, "")
+    return f"U+{ord(char):04X}" + (f" ({name.lower()})" if name else "")
+
+
+def clean_text(value, field: str, max_length: int, *, required=False) -> str | None:
+    """Return ``value`` stripped, or None when empty; raise :class:`InvalidInput` naming ``field``.
+
+    Refused: anything but text, a lone surrogate, control characters (C0 including newline and
+    tab, DEL, C1), line/paragraph separators, bidi overrides and isolates, and over-long text.
+    """
+    if value is not None and not isinstance(value, str):
+        raise InvalidInput(f"{field} must be text")
+    value = (value or "").strip()
+    if required and not value:
+        raise InvalidInput(f"{field} is required")
+    if len(value) > max_length:
+        raise InvalidInput(f"{field} is too long ({len(value)} characters, at most {max_length})")
+    bad = next((char for char in value if forbidden(char)), None)
+    if bad is not None:
+        raise InvalidInput(f"{field} must be one line of plain text: it contains {describe(bad)}")
+    return value or None
+
+
+# Marks that steer bidi display without being overrides; escaped on terminals, allowed in input.
+BIDI_MARKS = frozenset("\u200e\u200f\u061c")
+
+
+def terminal_safe(text) -> str:
+    """Return ``text`` with everything a terminal could act on shown as an escape (``\\x1b``).
+
+    Stored text comes from any tool: an escape sequence could clear the screen, a newline could
+    print a fake history line, a bidi override could reorder it.
+    """
+    text = "" if text is None else str(text)
+    if not any(_unsafe(char) for char in text):
+        return text
+    return "".join(_escape(char) if _unsafe(char) else char for char in text)
+
+
+def _unsafe(char: str) -> bool:
+    return char in BIDI_MARKS or forbidden(char)
+
+
+def _escape(char: str) -> str:
+    code = ord(char)
+    if code < 0x100:
+        return f"\\x{code:02x}"
+    return f"\\u{code:04x}"

@@ -1,0 +1,166 @@
+"""Flask-WTF forms: change, revert, login, and the history filters.
+
+Every form carries a CSRF token; ``updated_by`` is never a field (it is the logged-in operator).
+Reasons follow the store's text rules (webapp/text.py), so a refusal is a field message before
+anything is reviewed. Imported only by views, inside requests: the CLI starts without WTForms.
+"""
+
+from datetime import UTC, datetime
+
+from flask import current_app
+from flask_wtf import FlaskForm
+from wtforms import (
+    DateTimeLocalField,
+    HiddenField,
+    IntegerField,
+    SelectChoice,
+    SelectField,
+    StringField,
+)
+from wtforms.validators import (
+    InputRequired,
+    Length,
+    NumberRange,
+    Optional,
+    StopValidation,
+    ValidationError,
+)
+from wtforms.widgets import HiddenInput
+
+from webapp.core.errors import InvalidInput
+from webapp.core.pipelines import DESCRIPTIONS, PIPELINE_TYPES
+from webapp.core.text import MAX_NAME, MAX_REASON, clean_text
+
+CURRENT_MARK = " (current)"
+DEFAULT_MARK = " (default: never set)"  # may be recorded as a first, deliberate choice
+
+
+def type_choices(current=None) -> list[SelectChoice]:
+    """Return the pipeline choices: no preselection (a placeholder first), the type in force
+    marked "(current)" in words (static/app.js moves the mark when a poll sees a change)."""
+    choices = [SelectChoice("", "Choose a pipeline…")]
+    for name in PIPELINE_TYPES:
+        label = f"{name} — {DESCRIPTIONS[name]}"
+        if current is not None and name == current.pipeline_type:
+            label += DEFAULT_MARK if current.is_default else CURRENT_MARK
+        choices.append(SelectChoice(name, label))
+    return choices
+
+
+def check_reason(field, required: bool) -> None:
+    """Apply the store's text rules to a reason; a refusal names the field."""
+    try:
+        clean_text(field.data, "reason", MAX_REASON, required=required)
+    except InvalidInput as error:
+        raise StopValidation(str(error)) from None
+
+
+MAX_ID = 2**63 - 1  # SQLite's largest integer
+
+
+class WholeNumberField(IntegerField):
+    """An IntegerField of ASCII digits only, at most 64 bits: int() also takes "٣" and " 1_0",
+    and WTForms' NumberRange fails with an OverflowError (a 500) on integers past a float."""
+
+    def process_formdata(self, valuelist):
+        if valuelist and valuelist[0] != "":
+            text = valuelist[0]
+            if not (text.isascii() and text.isdigit() and len(text) <= 19 and int(text) <= MAX_ID):
+                self.data = None
+                raise ValueError(self.gettext("Not a valid integer value."))
+        super().process_formdata(valuelist)
+
+
+class ChangeForm(FlaskForm):
+    """Switch the pipeline; ``expect_id`` is the change the form was rendered from.
+
+    ``current`` (the change in force) is marked in the choices; choosing its type again on top
+    of it is refused, since it would change nothing.
+    """
+
+    pipeline_type = SelectField(
+        "New pipeline",
+        choices=type_choices(),
+        validators=[InputRequired("Choose the new pipeline.")],
+    )
+    # One line; the length and characters are checked by the store's rules (check_reason).
+    reason = StringField("Reason", render_kw={"maxlength": MAX_REASON})
+    expect_id = WholeNumberField(widget=HiddenInput(), validators=[InputRequired(), NumberRange(0)])
+
+    def __init__(self, *args, current=None, **kwargs):
+        super().__init__(*args, **kwargs)
+        self.current = current
+        self.pipeline_type.choices = type_choices(current)
+
+    def validate_pipeline_type(self, field):
+        current = self.current
+        # Refused only on the base it was chosen on: on a stale base the store answers with the
+        # conflict, which says who changed what meanwhile.
+        if (
+            current is not None
+            and not current.is_default
+            and field.data == current.pipeline_type
+            and self.expect_id.data == current.version
+        ):
+            raise ValidationError(
+                f"{field.data} is already the current pipeline (change #{current.id}): "
+                "choose another one."
+            )
+
+    def validate_reason(self, field):
+        if current_app.config.get("REQUIRE_REASON", True) and not (field.data or "").strip():
+            raise StopValidation("Say why: the reason is kept in the history.")
+        check_reason(field, required=False)
+
+
+class RevertForm(FlaskForm):
+    """Make an earlier change's pipeline current again, on top of ``expect_id``.
+
+    ``next`` is the page the revert started from (the dashboard or /history with its filters).
+    """
+
+    reason = StringField("Reason", render_kw={"maxlength": MAX_REASON})
+    expect_id = WholeNumberField(widget=HiddenInput(), validators=[InputRequired(), NumberRange(0)])
+    next = HiddenField()
+
+    def validate_reason(self, field):
+        check_reason(field, required=False)  # the store records "revert to change #N" if empty
+
+
+class HistoryFilterForm(FlaskForm):
+    """GET filters for /history and its exports (no CSRF: reading changes nothing)."""
+
+    class Meta:
+        csrf = False
+
+    pipeline_type = SelectField(
+        "Type",
+        choices=[SelectChoice("", "any")] + [SelectChoice(name) for name in PIPELINE_TYPES],
+        default="",
+    )
+    operator = StringField("Operator", validators=[Optional(), Length(max=MAX_NAME)])
+    since = DateTimeLocalField("From (UTC)", validators=[Optional()])
+    until = DateTimeLocalField("Until (UTC)", validators=[Optional()])
+    before = WholeNumberField(widget=HiddenInput(), validators=[Optional(), NumberRange(0, MAX_ID)])
+    after = WholeNumberField(widget=HiddenInput(), validators=[Optional(), NumberRange(0, MAX_ID)])
+
+    def filters(self) -> dict:
+        """Return the store filters these fields select (times are read as UTC)."""
+        return {
+            "pipeline_type": self.pipeline_type.data or None,
+            "updated_by": (self.operator.data or "").strip() or None,
+            "since": _utc(self.since.data),
+            "until": _utc(self.until.data),
+        }
+
+    def cursors(self) -> dict:
+        """Return the keyset cursor of the page asked for (``before`` wins over ``after``)."""
+        if self.before.data is not None:
+            return {"before": self.before.data}
+        if self.after.data is not None:
+            return {"after": self.after.data}
+        return {}
+
+
+def _utc(moment: datetime | None) -> datetime | None:
+    return moment.replace(tzinfo=UTC) if moment else None

@@ -1,0 +1,303 @@
+"""Post every change of ``pipeline_config`` to webhooks: in id order, at least once, whoever
+wrote it; a restart resumes after the last acknowledged change.
+
+One watcher (watch.py: one ``PRAGMA data_version`` per idle check, no transaction held open)
+publishes the newest change id. Each webhook has its own thread, cursor and connection: it reads
+the changes after its cursor and posts them one at a time, retrying each with jittered
+exponential backoff until a 2xx, so order is kept and a dead webhook holds back only itself.
+After each acknowledgement its cursor is saved (notify_state.py). Nothing here writes to the
+database. No Flask.
+"""
+
+import itertools
+import logging
+import os
+import threading
+import time
+from dataclasses import dataclass
+
+from webapp.core.errors import InvalidInput, PipelineError
+from webapp.core.watch import BATCH, Feed, Watcher
+from webapp.notify import webhooks
+
+LOG = logging.getLogger("pipeline.notify")
+READ_BATCH = 100  # changes read per statement by a delivery thread
+
+
+class StopRequested(BaseException):
+    """SIGTERM or SIGINT: finish the attempt in flight, then exit 0."""
+
+
+@dataclass(frozen=True)
+class WebhookStats:
+    label: str
+    acknowledged: int
+    delivered: int
+    failed: int
+    last_delivery: float | None
+
+
+@dataclass(frozen=True)
+class Snapshot:
+    """What the metrics report, read at one moment."""
+
+    newest: int
+    database_up: bool
+    last_check: float
+    webhooks: tuple
+
+
+class Delivery(threading.Thread):
+    """Post one webhook's changes in id order, each until a 2xx; its own cursor and connection."""
+
+    def __init__(self, notifier, webhook, cursor: int):
+        super().__init__(name=f"notify {webhook.label}", daemon=True)
+        self.notifier = notifier
+        self.webhook = webhook
+        self.cursor = cursor
+        self.delivered = 0
+        self.failed = 0
+        self.last_delivery = None
+        self.crashed = None
+
+    def stats(self) -> WebhookStats:
+        return WebhookStats(
+            self.webhook.label, self.cursor, self.delivered, self.failed, self.last_delivery
+        )
+
+    def run(self) -> None:
+        try:
+            with self.notifier.open_store() as store:
+                self._follow(store)
+        except BaseException as error:  # a bug: the watch loop sees it and ends the process
+            self.crashed = error
+            LOG.exception("%s: delivery stopped by an internal error", self.webhook.label)
+
+    def _follow(self, store) -> None:
+        label, problem = self.webhook.label, None
+        while True:
+            newest = self.notifier.feed.wait_past(self.cursor)
+            if newest is None:
+                return
+            if newest < self.cursor:
+                LOG.warning(
+                    "%s: the database's newest change is #%d, older than #%d already handled "
+                    "(the file was replaced?): posting the changes after #%d",
+                    label,
+                    newest,
+                    self.cursor,
+                    newest,
+                )
+                self._done(newest)
+                continue
+            try:
+                changes = store.changes_after(self.cursor, limit=READ_BATCH)
+                before = store.history(1, before=changes[0].id) if changes else []
+            except PipelineError as error:
+                if str(error) != problem:
+                    LOG.warning("%s: cannot read the changes to post (%s); retrying", label, error)
+                    problem = str(error)
+                if self.notifier.stopping.wait(self.notifier.interval):
+                    return
+                continue
+            problem = None
+            due = [change for change in changes if change.id <= newest]
+            if not due:  # the rows up to ``newest`` are gone (deleted, or the file replaced)
+                self._done(newest)
+                continue
+            # "previous" is the type of the row before, whoever wrote it: another tool's row has
+            # no metadata saying so.
+            previous = before[0].pipeline_type if before else None
+            for change in due:
+                if not self._deliver(change, previous):
+                    return
+                self._done(change.id)
+                previous = change.pipeline_type
+
+    def _deliver(self, change, previous) -> bool:
+        """Post ``change`` until a 2xx; False if the notifier stops first."""
+        import tenacity
+
+        notifier, label = self.notifier, self.webhook.label
+        body = webhooks.payload(change, previous)
+        headers = webhooks.headers(change.id, body, notifier.secret)
+        numbers = itertools.count(1)
+
+        def attempt():
+            if notifier.stopping.is_set():
+                raise StopRequested
+            number, started = next(numbers), time.monotonic()
+            status = webhooks.post(self.webhook, body, headers, notifier.timeout)
+            self.delivered += 1
+            self.last_delivery = time.time()
+            elapsed = (time.monotonic() - started) * 1000
+            LOG.info(
+                "%s: change #%d delivered (HTTP %d in %.0f ms, attempt %d)",
+                *(label, change.id, status, elapsed, number),
+            )
+
+        def failed(retry):
+            self.failed += 1
+            notifier.changed()
+            LOG.warning(
+                "%s: change #%d not delivered (%s, attempt %d); next attempt in %.1f s",
+                label,
+                change.id,
+                retry.outcome.exception(),
+                retry.attempt_number,
+                retry.next_action.sleep,
+            )
+
+        # "Equal jitter": the n-th wait lies between half and all of min(0.5 s * 2^(n-1), max),
+        # so receivers coming back are not hit by every notifier at once, nor hammered at 0 s.
+        half = notifier.max_backoff / 2
+        retrying = tenacity.Retrying(
+            retry=tenacity.retry_if_exception_type(webhooks.DeliveryFailed),
+            wait=tenacity.wait_exponential(multiplier=0.25, max=half)
+            + tenacity.wait_random_exponential(multiplier=0.25, max=half),
+            before_sleep=failed,
+            sleep=notifier.stopping.wait,  # a stop cuts the wait short; attempt() then ends it
+            reraise=True,
+        )  # no stop condition: later changes wait behind this one, however long it takes
+        try:
+            retrying(attempt)
+        except StopRequested:
+            return False
+        return True
+
+    def _done(self, change_id: int) -> None:
+        self.cursor = change_id
+        self.notifier.changed()
+        try:
+            self.notifier.state.record(self.webhook.key, self.webhook.label, change_id)
+        except OSError as error:
+            LOG.error(
+                "%s: cannot save the state file %s (%s); after a restart, changes delivered "
+                "since the last save would be posted again",
+                *(self.webhook.label, self.notifier.state.path, error.strerror or error),
+            )
+
+
+class Notifier:
+    """Watch the database; run one :class:`Delivery` per webhook until stopped."""
+
+    def __init__(
+        self,
+        open_store,
+        hooks,
+        state,
+        *,
+        secret=None,
+        interval=1.0,
+        from_id=None,
+        max_backoff=60.0,
+        timeout=webhooks.TIMEOUT,
+    ):
+        self.open_store = open_store  # a new PipelineStore: one per thread
+        self.webhooks = list(hooks)
+        self.state = state
+        self.secret = secret
+        self.interval = interval
+        self.from_id = from_id
+        self.max_backoff = max_backoff
+        self.timeout = timeout
+        self.stopping = threading.Event()
+        self.feed = None
+        self.deliveries = []
+        self.store = None
+        self.watcher = None
+        self.database_up = True
+        self.last_check = time.time()
+        self.after_check = None  # called with True when something changed since the last call
+        self._news = threading.Event()
+
+    def start(self) -> None:
+        """Open the database (it must be usable now: a typo is not an outage), start each webhook
+        where its state says (else at the newest change, or after ``from_id``), save that."""
+        self.store = self.open_store()
+        self.watcher = Watcher(self.store, warn=lambda line: LOG.warning("%s", line))
+        newest = self.watcher.start().version
+        if self.from_id is not None and self.from_id > newest:
+            raise InvalidInput(f"--from-id {self.from_id} is past the newest change (#{newest})")
+        self.feed = Feed(newest)
+        self.state.database = os.path.abspath(self.store.path)
+        saved_database = self.state.saved_database
+        if saved_database is not None and saved_database != self.state.database:
+            LOG.warning(
+                "the state file %s was written for %s, not %s; using it anyway",
+                *(self.state.path, saved_database, self.state.database),
+            )
+        for webhook in self.webhooks:
+            cursor = self.state.acknowledged(webhook.key)
+            origin = "its state"
+            if cursor is None:
+                cursor = newest if self.from_id is None else self.from_id
+                origin = "the newest change" if self.from_id is None else "--from-id"
+            try:
+                self.state.record(webhook.key, webhook.label, cursor)
+            except OSError as error:
+                raise InvalidInput(
+                    f"cannot write the state file {self.state.path} ({error.strerror or error})"
+                ) from None
+            LOG.info("%s: posting the changes after #%d (%s)", webhook.label, cursor, origin)
+            self.deliveries.append(Delivery(self, webhook, cursor))
+        for delivery in self.deliveries:
+            delivery.start()
+        if not self.webhooks:
+            LOG.warning(
+                "no webhook configured (--webhook URL or PIPELINE_WEBHOOKS): nothing is posted"
+            )
+        LOG.info(
+            "watching %s every %g s (newest change #%d); state in %s",
+            *(self.store.path, self.interval, newest, self.state.path),
+        )
+
+    def run(self) -> None:
+        """Check the database every ``interval`` until stopped; raise if a delivery broke."""
+        while not self.stopping.is_set():
+            changes = self.watcher.check()
+            self.database_up = self.watcher.problem is None
+            self.last_check = time.time()
+            if self.watcher.last_id != self.feed.newest:
+                self.feed.publish(self.watcher.last_id)
+                self.changed()
+            broken = next((d for d in self.deliveries if d.crashed is not None), None)
+            if broken is not None:
+                raise PipelineError(
+                    f"delivery to {broken.webhook.label} stopped by an internal error "
+                    f"({type(broken.crashed).__name__}, logged above); restart to resume"
+                )
+            if self.after_check is not None:
+                news = self._news.is_set()
+                self._news.clear()
+                self.after_check(news)
+            if len(changes) < BATCH:  # else a backlog: read on at once
+                self.stopping.wait(self.interval)
+
+    def changed(self) -> None:
+        """Note news for the metrics file (a delivery, a failure, a new change)."""
+        self._news.set()
+
+    def stop(self) -> None:
+        self.stopping.set()
+        if self.feed is not None:
+            self.feed.close()
+
+    def close(self, grace: float) -> None:
+        """Wait up to ``grace`` seconds for attempts in flight, then let go of the database."""
+        deadline = time.monotonic() + grace
+        for delivery in self.deliveries:
+            if delivery.is_alive():  # a stop during start() may leave some never started
+                delivery.join(max(0.0, deadline - time.monotonic()))
+        if self.store is not None:
+            self.store.close()
+
+    def alive(self) -> bool:
+        """True while the watch loop runs (``/healthz``): it checked within a few intervals."""
+        late = time.time() - self.last_check > 3 * self.interval + 30
+        return not late and not any(d.crashed is not None for d in self.deliveries)
+
+    def snapshot(self) -> Snapshot:
+        newest = self.feed.newest if self.feed is not None else 0
+        stats = tuple(delivery.stats() for delivery in self.deliveries)
+        return Snapshot(newest, self.database_up, self.last_check, stats)
