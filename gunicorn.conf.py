@@ -16,9 +16,9 @@ import shutil
 import sys
 import tempfile
 
+from webapp.accounts.keys import key_problem, refusal
 from webapp.core.config import load_settings
 from webapp.core.errors import InvalidInput
-from webapp.accounts.keys import key_problem, refusal
 
 
 def _refuse(message):

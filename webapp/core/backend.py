@@ -1,8 +1,8 @@
 """What the rest of the tool asks of a store: the small interface a second backend would write.
 
 Views, the JSON API, the CLI, the watcher and the notifier use only these members.
-:class:`webapp.core.store.PipelineStore` implements them on SQLite (``tests/core/test_store.py`` checks
-that it still does). No Flask, no SQL.
+:class:`webapp.core.store.PipelineStore` implements them on SQLite
+(``tests/core/test_store.py`` checks that it still does). No Flask, no SQL.
 """
 
 from datetime import datetime
