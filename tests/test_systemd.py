@@ -89,6 +89,12 @@ def analyze(*args):
     return subprocess.run([ANALYZE, *args], capture_output=True, text=True, timeout=120)
 
 
+def security(root, unit_name):
+    """``systemd-analyze security --offline``: non-zero above the exposure threshold."""
+    threshold = f"--threshold={EXPOSURE_THRESHOLD}"
+    return analyze("security", "--offline=yes", f"--root={root}", threshold, unit_name)
+
+
 def broken(tmp_path, unit, old, new) -> Path:
     text = unit.read_text()
     assert old in text, f"{old!r} is no longer in {unit.name}: update this negative check"
@@ -120,13 +126,7 @@ def test_systemd_analyze_verify_reports_a_broken_unit(tmp_path, old, new):
 @pytest.mark.parametrize("unit", UNITS, ids=[unit.name for unit in UNITS])
 def test_systemd_analyze_security_rates_the_unit_ok(tmp_path, unit):
     root = scratch_root(tmp_path, [unit])
-    result = analyze(
-        "security",
-        "--offline=yes",
-        f"--root={root}",
-        f"--threshold={EXPOSURE_THRESHOLD}",
-        unit.name,
-    )
+    result = security(root, unit.name)
     assert result.returncode == 0, result.stdout + result.stderr
 
 
@@ -138,13 +138,7 @@ def test_systemd_analyze_security_rejects_an_unhardened_copy(tmp_path):
     copy.parent.mkdir()
     copy.write_text("\n".join(kept) + "\n")
     root = scratch_root(tmp_path, [copy])
-    result = analyze(
-        "security",
-        "--offline=yes",
-        f"--root={root}",
-        f"--threshold={EXPOSURE_THRESHOLD}",
-        copy.name,
-    )
+    result = security(root, copy.name)
     assert result.returncode != 0, result.stdout
 
 

@@ -20,6 +20,13 @@ def user_add(*args):
     return [sys.executable, "-m", "flask", "--app", "webapp", "user", "add", *map(str, args)]
 
 
+def piped(command, stdin_text, env):
+    """Run ``command`` as a script does: stdin, stdout and stderr are pipes, no terminal."""
+    return subprocess.run(
+        command, input=stdin_text, env=env, cwd=ROOT, capture_output=True, text=True, timeout=60
+    )
+
+
 @pytest.fixture
 def env(tmp_path):
     return clean_env(PIPELINE_DB=tmp_path / "missing.db")  # user commands never open it
@@ -56,29 +63,17 @@ def test_a_bad_path_is_refused_before_the_password_is_asked(tmp_path, env, where
 
 def test_without_a_terminal_it_names_password_stdin(tmp_path, env):
     users = tmp_path / "users.htpasswd"
-    result = subprocess.run(
-        user_add("alice", "--users-file", users),
-        input=f"{PASSWORD}\n{PASSWORD}\n",
-        env=env,
-        cwd=ROOT,
-        capture_output=True,
-        text=True,
-        timeout=60,
-    )
+    result = piped(user_add("alice", "--users-file", users), f"{PASSWORD}\n{PASSWORD}\n", env)
     assert result.returncode == 2, result.stderr
     (line,) = result.stderr.splitlines()
     assert line.startswith("Error: no terminal to ask for the password")
     assert "--password-stdin" in line and "Aborted" not in result.stderr + result.stdout
     assert not users.exists()
     # The command it suggests works as given.
-    suggested = subprocess.run(
+    suggested = piped(
         user_add("alice", "--users-file", users, "--password-stdin", "--rounds", "4"),
-        input=f"{PASSWORD}\n",
-        env=env,
-        cwd=ROOT,
-        capture_output=True,
-        text=True,
-        timeout=60,
+        f"{PASSWORD}\n",
+        env,
     )
     assert suggested.returncode == 0, suggested.stderr
     assert users_module.verify(users, "alice", PASSWORD)
