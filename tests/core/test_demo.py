@@ -91,6 +91,7 @@ def test_the_dashboard_makes_it_at_start_and_is_ready_at_once(embedded, monkeypa
     assert answer.get_json()["pipeline_config"] == "present"
 
 
+@pytest.mark.slow
 def test_processes_racing_to_make_it_leave_one_whole_file(tmp_path):
     path = tmp_path / "instance" / "pipeline.db"
     code = "import sys; from webapp.core import demo; print(demo.ensure(sys.argv[1]))"
