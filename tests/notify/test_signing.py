@@ -138,3 +138,20 @@ def test_the_notifier_signs_each_webhook_its_own_way(db_path, tmp_path):
         plain_post.headers["X-Pipeline-Signature"], signed(KEY, plain_post.body)
     )
     assert "webhook-signature" not in {name.lower() for name in plain_post.headers}
+
+
+@pytest.mark.parametrize(
+    ("url", "message"),
+    [
+        ("standard+", "not an http:// or https:// URL (got no scheme)"),
+        ("standard+standard+https://h.example/x", "(got standard+https:)"),
+        ("standard+ftp://h.example/x", "(got ftp:)"),
+        (f"standard+https://h.example/{TOKEN} x", "holds U+0020"),
+        ("standard+\u202ehttps://h.example/", "holds U+202E"),
+    ],
+)
+def test_a_standard_url_is_checked_as_any_other(url, message):
+    with pytest.raises(InvalidInput) as refused:
+        webhooks.parse_webhook(url, 3)
+    assert str(refused.value).startswith("webhook 3: ") and message in str(refused.value)
+    assert TOKEN not in str(refused.value)
