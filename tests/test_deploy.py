@@ -266,12 +266,27 @@ def test_command_is_a_valid_invocation(where, program, args, tmp_path, monkeypat
     if subcommand(program, args) == "notify":  # runs until stopped: parse it, run a no-op body
         command = pipeline_manager().get_command(click.Context(pipeline_manager()), "notify")
         monkeypatch.setattr(command, "callback", lambda **params: None)
+    if args[:2] == ["user", "add"] and "--password-stdin" not in args:
+        run_prompting_user_add(where, args, db_path)
+        return
     app = create_app(
         {"TESTING": True, "DB": str(db_path), "SECRET_KEY": "k", "USERS_FILE": str(users_file)}
     )
-    password_input = "s3cret-Passw0rd\n" * (1 if "--password-stdin" in args else 2)
+    password_input = "s3cret-Passw0rd\n"
     result = app.test_cli_runner().invoke(args=args, input=password_input)
     check_result(where, args, result)
+
+
+def run_prompting_user_add(where, args, db_path):
+    """``user add`` asks for the password only on a terminal: give it a real one."""
+    from ptylib import run_in_terminal
+    from workers import clean_env
+
+    command = [sys.executable, "-m", "flask", "--app", "webapp", *args, "--rounds", "4"]
+    session = run_in_terminal(
+        command, password="s3cret-Passw0rd", env=clean_env(PIPELINE_DB=db_path), cwd=ROOT
+    )
+    assert session.returncode == 0 and session.prompts == 2, f"{where}: {args}\n{session.output}"
 
 
 def check_result(where, args, result):

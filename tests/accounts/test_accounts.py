@@ -287,13 +287,16 @@ def test_user_add_without_a_file_is_a_usage_error(runner):
 
 
 def test_user_add_prompts_twice_and_uses_the_configured_file(db_path, tmp_path, monkeypatch):
+    """In a real terminal (the prompt refuses anything else: tests/cli/test_user_cli.py)."""
+    from ptylib import run_in_terminal
+    from workers import clean_env, flask_command
+
     app = make_app(db_path, tmp_path, monkeypatch)
-    runner = app.test_cli_runner()
     password = "dave-password-1"
-    result = runner.invoke(
-        args=["user", "add", "dave", "--rounds", "4"], input=f"{password}\n{password}\n"
-    )
-    assert result.exit_code == 0, result.output
+    env = clean_env(PIPELINE_USERS_FILE=tmp_path / "users.htpasswd", PIPELINE_DB=db_path)
+    command = [*flask_command()[:-1], "user", "add", "dave", "--rounds", "4"]
+    session = run_in_terminal(command, password=password, env=env, cwd=tmp_path)
+    assert session.returncode == 0 and session.prompts == 2, session.output
     assert users_module.verify(tmp_path / "users.htpasswd", "dave", password)
     assert users_module.verify(tmp_path / "users.htpasswd", "alice", PASSWORDS["alice"])
     assert log_in(app.test_client(), "dave", password).status_code == 302

@@ -78,14 +78,29 @@ def line_name(line: bytes) -> str:
     return text.partition(b":")[0].strip().decode("utf-8", "replace")
 
 
-def rewrite(path, change, create=True) -> Rewrite:
-    """Replace the file with ``change(lines) -> (lines, account_created)``, atomically."""
+def check_target(path) -> Path:
+    """Return the file a rewrite of ``path`` replaces, or refuse what would make it fail later:
+    a missing or unwritable directory (the new file is a sibling renamed over the old one), a
+    directory or unreadable file at the path. Run before asking for a password."""
     target = Path(os.path.realpath(path))  # a symlink (a mounted secret) is followed, not replaced
     folder = target.parent
     if not folder.is_dir():
         # Never create directories: a typo in the path would otherwise make a new tree that the
         # server never reads, and the operator would think the account exists.
         raise UsersFileError(f"directory {folder} does not exist: create it first")
+    if not os.access(folder, os.W_OK | os.X_OK):
+        raise UsersFileError(f"cannot write in directory {folder}: permission denied")
+    if target.is_dir():
+        raise UsersFileError(f"{path} is a directory, not a users file")
+    if target.exists() and not os.access(target, os.R_OK):
+        raise UsersFileError(f"cannot read {path}: permission denied")
+    return target
+
+
+def rewrite(path, change, create=True) -> Rewrite:
+    """Replace the file with ``change(lines) -> (lines, account_created)``, atomically."""
+    target = check_target(path)
+    folder = target.parent
     with directory_lock(folder):
         try:
             info = os.stat(target)

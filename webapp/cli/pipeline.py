@@ -228,7 +228,8 @@ def monitor_command(ctx, interval, count, as_json):
     "webhook_urls",
     multiple=True,
     metavar="URL",
-    help="POST each change to URL (repeatable). Default: $PIPELINE_WEBHOOKS (comma-separated).",
+    help="POST each change to URL (repeatable; standard+URL signs it the Standard Webhooks "
+    "way). Default: $PIPELINE_WEBHOOKS (comma-separated).",
 )
 @interval_option("Seconds between checks of the database.")
 @click.option(
@@ -278,12 +279,14 @@ def notify_command(
     from webapp.core.config import webhook_secret
     from webapp.notify.notifier import Notifier
     from webapp.notify.service import logging_to_stderr, serve
+    from webapp.notify.signing import check_key
     from webapp.notify.state import NotifyState, default_path
     from webapp.notify.webhooks import parse_webhooks, split_setting
 
     config = settings(ctx)
     hooks = parse_webhooks(webhook_urls or split_setting(config.get("WEBHOOKS")))
     secret = webhook_secret(config)
+    check_key(hooks, secret)
     database = open_store(ctx).path  # each thread of the notifier opens its own connection
     state = NotifyState.open(state_path or default_path(database))
     notifier = Notifier(

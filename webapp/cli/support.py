@@ -127,10 +127,17 @@ def database_line(store) -> str:
 
 
 def audit_on_stderr():
-    """Write the store's audit line (one JSON line per change) to stderr while a command runs.
+    """Write the store's audit line (one JSON line per change) to stderr while a command runs,
+    unless stderr is a terminal.
 
-    A Kubernetes or Bacalhau job's log then holds the same audit record the server logs.
+    A Kubernetes or Bacalhau job's log (or a redirect, or a pipe) then holds the same audit record
+    the server logs; an operator at a terminal reads the command's own answer instead.
     """
+    import contextlib
+    import sys
+
+    if sys.stderr is not None and sys.stderr.isatty():
+        return contextlib.nullcontext()
     return logger_on_stderr("pipeline.audit")
 
 

@@ -11,7 +11,7 @@ from flask import current_app
 from flask.cli import AppGroup
 
 from webapp.accounts import users
-from webapp.accounts.users_file import Rewrite, remove_account, set_password
+from webapp.accounts.users_file import Rewrite, check_target, remove_account, set_password
 from webapp.cli.support import OneLineUsageErrors, reports_errors
 from webapp.core.text import terminal_safe
 
@@ -67,9 +67,17 @@ def add_command(name, users_file, password_stdin, rounds):
       printf '%s\\n' "$PASSWORD" | flask --app webapp user add ci-bot --password-stdin
     """
     path = file_path(users_file)
-    name = users.validate_name(name)  # before asking for a password
+    # Everything that can be checked is checked before the password is typed (twice).
+    name = users.validate_name(name)
+    check_target(path)
     if password_stdin:
         password = sys.stdin.readline().rstrip("\r\n")
+    elif not (sys.stdin and sys.stdin.isatty()):
+        raise click.UsageError(
+            "no terminal to ask for the password: pass it on stdin with --password-stdin, "
+            f"e.g. printf '%s\\n' \"$PASSWORD\" | flask --app webapp user add {name} "
+            "--users-file PATH --password-stdin"
+        )
     else:
         password = click.prompt("Password", hide_input=True, confirmation_prompt=True)
     result = rewriting(path, lambda: set_password(path, name, password, rounds))

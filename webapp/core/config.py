@@ -26,8 +26,9 @@ SETTINGS = (
         "DB",
         None,
         "path",
-        "SQLite file to manage; must exist. Unset: the dashboard and CLI reads use the embedded "
-        "demo database `instance/pipeline.db`; CLI writes refuse to guess.",
+        "SQLite file to manage; must exist (never created). Unset: the dashboard and CLI reads "
+        "use the embedded demo database `instance/pipeline.db`, made on first use; CLI writes "
+        "refuse to guess.",
     ),
     Setting(
         "PIPELINE_WRITE_TIMEOUT",
@@ -140,15 +141,16 @@ SETTINGS = (
         None,
         "str",
         "Comma-separated http(s) URLs that `pipeline notify` posts each change to (`--webhook` "
-        "replaces them).",
+        "replaces them); `standard+URL` signs one the Standard Webhooks way.",
     ),
     Setting(
         "PIPELINE_WEBHOOK_SECRET",
         "WEBHOOK_SECRET",
         None,
         "str",
-        "Key of the `X-Pipeline-Signature` HMAC-SHA256 on each webhook post. Unset: posts are "
-        "not signed.",
+        "Key that signs each webhook post (`X-Pipeline-Signature`, or Standard Webhooks' "
+        "`webhook-signature` for a `standard+` URL, which needs a `whsec_` key). Unset: posts "
+        "are not signed.",
     ),
     Setting(
         "PIPELINE_WEBHOOK_SECRET_FILE",
@@ -156,7 +158,8 @@ SETTINGS = (
         None,
         "path",
         "File holding the webhook key (a Docker or Kubernetes secret); used when "
-        "`PIPELINE_WEBHOOK_SECRET` is unset.",
+        "`PIPELINE_WEBHOOK_SECRET` is unset. Surrounding whitespace, the last newline included, "
+        "is not part of the key.",
     ),
     Setting(
         "PIPELINE_ENV",

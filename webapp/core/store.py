@@ -13,13 +13,11 @@ uploader use all the time. So (see database.py for the mechanics):
 rest of the tool uses; a second backend would implement the same.
 """
 
-import contextlib
 import json
-import os
 from collections import namedtuple
 from datetime import UTC, datetime
 
-from webapp.core import events, queries, schema, timefmt
+from webapp.core import demo, events, queries, schema, timefmt
 from webapp.core.changes import (
     Change,
     SetResult,
@@ -78,8 +76,7 @@ class PipelineStore:
         create = not path
         if create:
             path = EMBEDDED_DB
-            with contextlib.suppress(OSError):  # else: refused as "folder not found" on use
-                os.makedirs(os.path.dirname(path), exist_ok=True)
+            demo.ensure(path)  # a sensor-like file from the first use; a named path never
         return cls(
             path,
             create=create,

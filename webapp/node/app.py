@@ -102,8 +102,15 @@ def warn_of_an_unannounced_proxy(app) -> None:
 
 
 def setup_store(app) -> None:
+    """One store per worker thread; with no database named, the demo database exists from the
+    app's start (so `flask ... user add`, the quick start's first command, makes it)."""
     from webapp.node import db
 
+    if not app.config.get("DB"):
+        from webapp.core import demo
+        from webapp.core.config import EMBEDDED_DB
+
+        demo.ensure(EMBEDDED_DB)
     db.init_app(app)
 
 

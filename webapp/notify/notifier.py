@@ -120,13 +120,14 @@ class Delivery(threading.Thread):
 
         notifier, label = self.notifier, self.webhook.label
         body = webhooks.payload(change, previous)
-        headers = webhooks.headers(change.id, body, notifier.secret)
         numbers = itertools.count(1)
 
         def attempt():
             if notifier.stopping.is_set():
                 raise StopRequested
             number, started = next(numbers), time.monotonic()
+            # Built per attempt: a Standard Webhooks signature carries the time it was made.
+            headers = webhooks.headers(change.id, body, notifier.secret, self.webhook)
             status = webhooks.post(self.webhook, body, headers, notifier.timeout)
             self.delivered += 1
             self.last_delivery = time.time()

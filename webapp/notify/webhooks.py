@@ -1,8 +1,8 @@
 """One webhook: its URL checked, a label safe to log, a change's signed payload, one POST.
 
 URLs often carry a token in their path, so nothing here prints one: logs, metrics and the state
-file name a webhook by ``scheme://host`` and a short hash of the whole URL. Standard library
-only (urllib honours ``https_proxy`` and ``no_proxy``). No Flask, no SQL.
+file name a webhook by ``scheme://host`` and a short hash of the whole URL. urllib honours
+``https_proxy`` and ``no_proxy``; the Standard Webhooks scheme is in signing.py. No Flask, no SQL.
 """
 
 import base64
@@ -20,6 +20,7 @@ from webapp.core.errors import InvalidInput
 from webapp.core.pipelines import DEFAULT_PIPELINE, PIPELINE_TYPES
 from webapp.core.text import describe, forbidden, terminal_safe
 from webapp.core.timefmt import iso
+from webapp.notify import signing
 
 TIMEOUT = 10.0  # seconds per connect and per read: a dead receiver never holds a thread longer
 MAX_FIELD = 300  # characters of one stored value shown in the `text` sentence
@@ -41,12 +42,16 @@ class Webhook:
     authorization: str | None  # Basic credentials from ``https://user:pass@host/``
     label: str  # scheme://host[:port]#hash, for logs and metrics
     key: str  # SHA-256 of the URL, the state file's key
+    signing: str = signing.PIPELINE  # how posts are signed: "pipeline" or "standard"
 
 
 def parse_webhook(url: str, position: int = 1) -> Webhook:
     """Check ``url`` (http or https, a host, no whitespace or control character); raise
     :class:`InvalidInput` naming it by position and host only, never by its whole text."""
     where = f"webhook {position}"
+    # ``standard+https://...`` asks for Standard Webhooks signing; the URL itself is unchanged,
+    # so its label and state key (and what was delivered) stay the same either way.
+    scheme_choice, url = signing.split_choice(url)
     bad = next((char for char in url if char.isspace() or forbidden(char)), None)
     if bad is not None:
         raise InvalidInput(f"{where}: the URL holds {describe(bad)}; remove it")
@@ -78,16 +83,18 @@ def parse_webhook(url: str, position: int = 1) -> Webhook:
         authorization = "Basic " + base64.b64encode(credentials.encode()).decode("ascii")
     digest = hashlib.sha256(url.encode("utf-8", "surrogatepass")).hexdigest()
     label = f"{scheme}://{netloc}#{digest[:8]}"
-    return Webhook(url, target, authorization, label, digest)
+    return Webhook(url, target, authorization, label, digest, scheme_choice)
 
 
 def parse_webhooks(urls) -> list[Webhook]:
     """Return the webhooks of ``urls`` in order, each once (empty entries are skipped)."""
-    webhooks, seen = [], set()
+    webhooks, seen = [], {}
     for position, url in enumerate((url.strip() for url in urls if url.strip()), 1):
         webhook = parse_webhook(url, position)
+        if webhook.key in seen and seen[webhook.key] != webhook.signing:
+            raise InvalidInput(f"webhook {position}: the same URL is listed with another signing")
         if webhook.key not in seen:
-            seen.add(webhook.key)
+            seen[webhook.key] = webhook.signing
             webhooks.append(webhook)
     return webhooks
 
@@ -159,14 +166,17 @@ def signature(secret: str, body: bytes) -> str:
     return "sha256=" + hmac.new(secret.encode(), body, hashlib.sha256).hexdigest()
 
 
-def headers(change_id: int, body: bytes, secret: str | None) -> dict:
-    """Return the headers of a post: JSON, the change id (idempotency key), the signature."""
+def headers(change_id: int, body: bytes, secret: str | None, webhook=None) -> dict:
+    """Return the headers of a post: JSON, the change id (idempotency key), the signature in
+    ``webhook``'s scheme (Standard Webhooks' carries the time: build them for each attempt)."""
     result = {
         "Content-Type": "application/json",
         "User-Agent": USER_AGENT,
         "X-Pipeline-Change-Id": str(change_id),
     }
-    if secret:
+    if secret and webhook is not None and webhook.signing == signing.STANDARD:
+        result.update(signing.standard_headers(secret, change_id, body))
+    elif secret:
         result["X-Pipeline-Signature"] = signature(secret, body)
     return result
 
