@@ -6,23 +6,28 @@ Imports nothing but the standard library and this package's rules: no Flask, no 
     pipeline_type, bucket = active_pipeline(conn, bucket_map(os.environ))   # each batch
 
 The current pipeline is the newest row by id. A row naming a type we do not manage raises
-:class:`UnknownPipelineType` (hold the batch); a table of another tool's shape, or a file that is
-not SQLite, raises :class:`DatabaseUnusable`. A missing or empty table reads as the default.
+:class:`UnknownPipelineType` (hold the batch); a table of another shape (the same rule as every
+other reader: :func:`webapp.core.schema.check_columns`), or a file that is not SQLite, raises
+:class:`DatabaseUnusable`; a lock raises :class:`DatabaseBusy`. All are ``PipelineError``s: hold
+the batch on any of them. A missing or empty table reads as the default.
 """
 
+import json
 import os
 import sqlite3
 from collections import namedtuple
 
 from webapp.core.database import fetch, file_uri, is_busy, is_missing_table, unusable
-from webapp.core.errors import DatabaseBusy, DatabaseUnusable, UnknownPipelineType
+from webapp.core.errors import DatabaseBusy, DatabaseUnusable, PipelineError, UnknownPipelineType
 from webapp.core.pipelines import DEFAULT_BUCKETS, DEFAULT_PIPELINE, PIPELINE_TYPES
+from webapp.core.schema import COLUMNS_SQL, check_columns
 
 ActivePipeline = namedtuple("ActivePipeline", "pipeline_type bucket")
 
-# Naming updated_at makes a table of another shape (no such column) fail instead of being read.
+# One statement: the table's columns (checked by the rule every reader applies) and the newest
+# row by id. A missing table fails to prepare ("no such table"): the default.
 CURRENT_SQL = (
-    "SELECT pipeline_type, updated_at IS NULL FROM pipeline_config ORDER BY id DESC LIMIT 1"
+    f"SELECT ({COLUMNS_SQL}), (SELECT pipeline_type FROM pipeline_config ORDER BY id DESC LIMIT 1)"
 )
 
 
@@ -33,15 +38,15 @@ def active_pipeline(conn: sqlite3.Connection, buckets=DEFAULT_BUCKETS) -> Active
     :class:`DatabaseUnusable` for a foreign table or file, :class:`DatabaseBusy` if locked.
     """
     try:
-        rows = fetch(conn, CURRENT_SQL)
+        columns, pipeline_type = fetch(conn, CURRENT_SQL)[0]
     except sqlite3.Error as error:
-        if is_missing_table(error):
-            rows = None
-        elif is_busy(error):
-            raise DatabaseBusy(f"database is busy: {error}") from None
-        else:
-            raise unusable(error, _path(conn)) from None
-    pipeline_type = rows[0][0] if rows else DEFAULT_PIPELINE
+        if not is_missing_table(error):
+            raise _error(error, conn) from None
+        columns, pipeline_type = "[]", DEFAULT_PIPELINE
+    check_columns(json.loads(columns), lambda: _path(conn))
+    if pipeline_type is None and columns != "[]":  # an empty table, or a NULL type?
+        rows = fetch(conn, "SELECT EXISTS (SELECT 1 FROM pipeline_config)")
+        pipeline_type = None if rows[0][0] else DEFAULT_PIPELINE
     if pipeline_type not in PIPELINE_TYPES:
         raise UnknownPipelineType(pipeline_type)
     return ActivePipeline(pipeline_type, buckets[pipeline_type])
@@ -61,8 +66,16 @@ def connect_uploader(path, timeout: float = 10.0) -> sqlite3.Connection:
         conn.execute("PRAGMA schema_version").fetchall()  # SQLite checks the header here
     except sqlite3.Error as error:
         conn.close()
-        raise unusable(error, path) from None
+        raise _error(error, path) from None
     return conn
+
+
+def _error(error: sqlite3.Error, conn_or_path) -> PipelineError:
+    """Return SQLite's ``error`` as ours: busy (a lock is held: retry later) or unusable."""
+    path = conn_or_path if isinstance(conn_or_path, str | os.PathLike) else _path(conn_or_path)
+    if is_busy(error):
+        return DatabaseBusy(f"database is busy (another process holds a lock): {path}")
+    return unusable(error, path)
 
 
 def _path(conn) -> str:
