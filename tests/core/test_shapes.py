@@ -175,3 +175,53 @@ def test_a_lock_taken_after_connecting_is_busy_for_active_pipeline(db_path):
         holder.release()
     assert active_pipeline(reader).pipeline_type == "filtered"
     reader.close()
+
+
+@pytest.mark.parametrize("opener", ["connect_uploader", "plain"])
+def test_a_table_replaced_under_an_open_connection_is_checked_again(opener, db_path):
+    with PipelineStore(db_path) as store:
+        store.set("aggregated", updated_by="ops", reason="r")
+    conn = connect_uploader(db_path) if opener == "connect_uploader" else sqlite3.connect(db_path)
+    assert active_pipeline(conn).pipeline_type == "aggregated"
+    other = sqlite3.connect(db_path)
+    other.execute("DROP TABLE pipeline_config")
+    other.commit()
+    other.close()
+    make_shape(db_path, "single-row", [("aggregated", stamp(0), "a", "{}", 0)])
+    with pytest.raises(ForeignTable):
+        active_pipeline(conn)
+    conn.close()
+
+
+@pytest.mark.parametrize("case", ["single-row-inactive", "is-active", "extra-column", "emergency"])
+def test_the_readme_uploader_snippet_holds_the_batch_on_every_refusal(case, db_path, capsys):
+    """README "For uploader authors": the block runs as printed and returns None (hold)."""
+    from test_readme import README, python_blocks
+
+    if case == "emergency":
+        make_shape(db_path, "seed-first-check", [("emergency", stamp(0), "a")])
+    else:
+        build(db_path, case)
+    (block,) = [code for code in python_blocks(README) if "def batch_target" in code]
+    namespace = {"__name__": "readme"}
+    exec(compile(block.replace("/data/sensor_data.db", str(db_path)), "README", "exec"), namespace)
+    assert namespace["target"] is None
+    assert capsys.readouterr().out.startswith("holding the batch: ")
+    namespace["conn"] and namespace["conn"].close()
+
+
+@pytest.mark.slow
+def test_the_readme_uploader_snippet_holds_the_batch_while_a_lock_is_held(db_path, capsys):
+    from test_readme import README, python_blocks
+
+    conn = sqlite3.connect(db_path)
+    conn.execute("PRAGMA journal_mode=DELETE")
+    conn.close()
+    (block,) = [code for code in python_blocks(README) if "def batch_target" in code]
+    code = block.replace("/data/sensor_data.db", str(db_path))
+    code = code.replace("connect_uploader(DATABASE)", "connect_uploader(DATABASE, timeout=0.1)")
+    with LockHolder(db_path, "exclusive"):
+        namespace = {"__name__": "readme"}
+        exec(compile(code, "README", "exec"), namespace)
+    assert namespace["target"] is None
+    assert "holding the batch: database is busy" in capsys.readouterr().out

@@ -5,6 +5,7 @@ from a table that another tool made. No Flask; plain ``sqlite3`` connections in,
 import json
 import re
 
+from webapp.core.database import fetch
 from webapp.core.errors import ForeignTable
 from webapp.core.pipelines import PIPELINE_TYPES
 
@@ -58,7 +59,7 @@ COLUMNS_SQL = (
 
 def table_columns(conn) -> tuple[str, ...]:
     """Return the columns of ``pipeline_config`` in order (empty when there is no table)."""
-    return tuple(json.loads(conn.execute(COLUMNS_SQL).fetchall()[0][0]))
+    return tuple(json.loads(fetch(conn, COLUMNS_SQL)[0][0]))
 
 
 def original_shape(columns) -> str | None:
