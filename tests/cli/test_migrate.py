@@ -254,3 +254,54 @@ def test_kill_9_mid_migration_leaves_the_old_table_or_the_whole_migration(tmp_pa
             assert result.returncode == 0, result.stderr
             assert state_of(db_path, before) == "complete"
     assert "intact" in outcomes, outcomes  # at least one kill landed mid-transaction
+
+
+# -- hostile stamps ------------------------------------------------------------------------------
+
+from hypothesis import given  # noqa: E402
+from hypothesis import strategies as st  # noqa: E402
+
+from webapp.core.migrate import canonical_stamp  # noqa: E402
+
+STAMP_TEXT = st.from_regex(
+    r"\A-?\d{1,5}-\d{2}-\d{2}[T ]\d{2}:\d{2}(:\d{2}(\.\d{1,12})?)?(Z|[+-]\d{2}:?\d{2})?\Z"
+)
+
+
+@given(
+    st.one_of(
+        STAMP_TEXT,
+        st.text(),
+        st.binary(),
+        st.integers(),
+        st.floats(allow_nan=True, allow_infinity=True),
+        st.none(),
+    )
+)
+def test_a_stamp_is_ours_or_kept_never_an_error(value):
+    result = canonical_stamp(value)
+    assert result is None or CANONICAL.fullmatch(result)
+
+
+@pytest.mark.parametrize(
+    "stored",
+    ["0001-01-01T00:00:00+01:00", "9999-12-31T23:59:59.999-01:00", "yesterday", 2**62, b"\xff"],
+)
+def test_a_stamp_that_cannot_be_written_our_way_is_kept_as_stored(stored, cli, db_path):
+    make_shape(db_path, "is-active", [("raw", stored, "a", 1)])
+    result = migrate(cli)
+    assert result.exit_code == 0, result.output
+    conn = sqlite3.connect(db_path)
+    conn.text_factory = bytes
+    (kept,) = conn.execute("SELECT updated_at FROM pipeline_config").fetchall()[0]
+    conn.close()
+    expected = stored if isinstance(stored, bytes | int) else stored.encode()
+    assert kept == expected
+
+
+def test_blobs_and_odd_values_in_the_single_row_table_migrate(cli, db_path):
+    make_shape(db_path, "single-row", [("raw", b"\x00\xff", "a", b"\xfe", 1)])
+    assert migrate(cli).exit_code == 0
+    with PipelineStore(db_path) as store:
+        origin = store.current().metadata["migrated_from"]
+    assert origin["updated_at"] == "x'00FF'" and origin["config"] == "x'FE'"

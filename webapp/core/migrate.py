@@ -29,6 +29,8 @@ KEPT_AS = {
 CANONICAL = re.compile(r"\d{4}-\d\d-\d\d \d\d:\d\d:\d\d\.\d{3}")
 # A stored stamp as our format, or the stored value when it is not a time (kept as it was).
 STAMP = "coalesce(pm_stamp(CASE typeof({0}) WHEN 'text' THEN CAST({0} AS BLOB) ELSE {0} END), {0})"
+# A stored value as JSON can hold it: a blob as SQLite's literal text (x'FF'), the rest as is.
+JSON_VALUE = """CASE typeof({0}) WHEN 'blob' THEN 'x''' || hex({0}) || '''' ELSE {0} END"""
 ACTIVE = "(is_active = 1 OR lower(is_active) = 'true')"
 SHOWN = 10  # rows named in a refusal
 
@@ -215,10 +217,12 @@ def copy_rows(conn, kind, kept) -> None:
     active = f'CASE WHEN id = (SELECT max(id) FROM "{kept}" WHERE {ACTIVE}) THEN 1 ELSE 0 END'
     order = f"{active}, {STAMP.format(stamp)}, id"
     config = (
-        ", 'config', CASE WHEN json_valid(config_json) THEN json(config_json) ELSE config_json END"
+        ", 'config', CASE WHEN typeof(config_json) = 'text' AND json_valid(config_json) "
+        f"THEN json(config_json) ELSE {JSON_VALUE.format('config_json')} END"
     )
     source = (
-        f"json_object('table', '{kept}', 'id', id, '{stamp}', {stamp}, 'is_active', is_active"
+        f"json_object('table', '{kept}', 'id', id, '{stamp}', {JSON_VALUE.format(stamp)}, "
+        f"'is_active', {JSON_VALUE.format('is_active')}"
         f"{config if kind == schema.SINGLE_ROW else ''})"
     )
     conn.execute(
