@@ -20,12 +20,8 @@ from pathlib import Path
 ROOT = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(ROOT))
 
-from webapp.core.store import (  # noqa: E402
-    CURRENT_TYPE_SQL,
-    PipelineStore,
-    active_pipeline,
-    connect_uploader,
-)
+from webapp.core.store import PipelineStore  # noqa: E402
+from webapp.uploader import active_pipeline, connect_uploader  # noqa: E402
 
 BARE_SQL = "SELECT pipeline_type FROM pipeline_config ORDER BY id DESC LIMIT 1"
 
@@ -62,7 +58,6 @@ def main():
     parser.add_argument("--repeat", type=int, default=50)
     parser.add_argument("--number", type=int, default=20_000)
     args = parser.parse_args()
-    assert CURRENT_TYPE_SQL == BARE_SQL, "the store's read is not the bare statement any more"
 
     with tempfile.TemporaryDirectory() as folder:
         path = make_database(folder, args.rows)

@@ -167,7 +167,7 @@ def test_the_uploader_refuses_a_table_of_the_later_shape(db_path):
     conn.commit()
     conn.close()
     conn = connect_uploader(db_path)
-    with pytest.raises(DatabaseUnusable, match="not the table this tool manages"):
+    with pytest.raises(DatabaseUnusable, match="has another tool.s columns"):
         active_pipeline(conn)
     conn.close()
 

@@ -1,4 +1,4 @@
-"""The ``pipeline`` command group: get, set, history, monitor and notify.
+"""The ``pipeline`` command group: get, set, history, monitor, notify (and migrate).
 
 One definition serves two entrances: ``pipeline-manager`` (a console script that imports no web
 stack, for edge jobs that start it on every node) and ``flask --app webapp pipeline``. Thin: each
@@ -14,6 +14,7 @@ import sys
 
 import click
 
+from webapp.cli.migrate import migrate_command
 from webapp.cli.support import (
     OneLineUsageErrors,
     audit_on_stderr,
@@ -301,6 +302,8 @@ def notify_command(
     with logging_to_stderr():
         serve(notifier, metrics_port=metrics_port, metrics_file=metrics_file)
 
+
+pipeline_cli.add_command(migrate_command)
 
 #: The ``pipeline-manager`` console script: the same group, without Flask.
 main = pipeline_cli

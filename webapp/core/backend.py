@@ -50,6 +50,9 @@ class ChangeStore(Protocol):
     def operators(self, limit=100) -> list[str]:
         """Distinct operator names, for filters."""
 
+    def scan_floor(self, filters=None) -> int | None:
+        """The lowest id a filtered read searches (None: all; a table without indexes)."""
+
     def data_version(self) -> int:
         """A number that changes when another process commits (a cheap "anything new?")."""
 

@@ -8,14 +8,44 @@ every row we write); counts stop at a bound. The store runs these statements; no
 from webapp.core import timefmt
 from webapp.core.errors import InvalidInput
 from webapp.core.pipelines import validate_type
-from webapp.core.schema import SELECT_ROWS, TABLE
+from webapp.core.schema import INDEX_NAMES, SELECT_ROWS, TABLE
+
+# On a table without our indexes (another tool made it), a filtered read scans at most the newest
+# SCAN_BOUND rows by id (a range of the rowid: bounded work, whatever the table's size).
+SCAN_BOUND = 10_000
+INDEXED = (
+    f"SELECT count(*) FROM sqlite_master WHERE type = 'index' AND tbl_name = '{TABLE}' "
+    f"AND name IN ({', '.join(repr(name) for name in INDEX_NAMES)})"
+)
+# The lowest id a bounded read looks at: NULL when the table has our indexes or is small.
+SCAN_FLOOR = (
+    f"SELECT CASE WHEN ({INDEXED}) = {len(INDEX_NAMES)} THEN NULL "
+    f"ELSE (SELECT id FROM {TABLE} ORDER BY id DESC LIMIT 1 OFFSET {SCAN_BOUND - 1}) END"
+)
+OPERATORS_SCAN = (
+    f"SELECT DISTINCT CAST(updated_by AS BLOB) FROM {TABLE} "
+    "WHERE id >= ? AND typeof(updated_by) = 'text' AND updated_by > '' ORDER BY 1 LIMIT ?"
+)
 
 
-def history(limit, before=None, after=None, **filters) -> tuple[str, list]:
+def needs_index(filters) -> bool:
+    """True when ``filters`` make a read that only our indexes keep small."""
+    return any(filters.get(name) for name in ("pipeline_type", "updated_by")) or any(
+        filters.get(name) is not None for name in ("since", "until")
+    )
+
+
+def history(limit, before=None, after=None, floor=None, by_id=False, **filters):
     """Return the statement for up to ``limit`` rows older than ``before`` or newer than
-    ``after`` (ids), newest first (oldest first with ``after``: the caller reverses them)."""
+    ``after`` (ids), newest first (oldest first with ``after``: the caller reverses them);
+    with ``floor``, among ids from ``floor`` up only (see SCAN_BOUND); ``by_id`` orders a time
+    range by id (no ``updated_at`` index to walk)."""
     limit = _limit(limit)
     where, params, order = _filters(**filters)
+    order = "id" if by_id else order
+    if floor is not None:
+        where.append("id >= ?")
+        params.append(floor)
     if before is not None or after is not None:
         cursor = change_id(before if before is not None else after)
         sign = "<" if before is not None else ">"
@@ -31,9 +61,12 @@ def history(limit, before=None, after=None, **filters) -> tuple[str, list]:
     return f"{SELECT_ROWS}{_where(where)} ORDER BY {keys} LIMIT ?", [*params, limit]
 
 
-def count(upto, **filters) -> tuple[str, list]:
+def count(upto, floor=None, **filters) -> tuple[str, list]:
     """Return the statement counting matching rows, stopping at ``upto`` (a full count scans)."""
     where, params, _ = _filters(**filters)
+    if floor is not None:
+        where.append("id >= ?")
+        params.append(floor)
     return f"SELECT count(*) FROM (SELECT 1 FROM {TABLE}{_where(where)} LIMIT ?)", [
         *params,
         _limit(upto),

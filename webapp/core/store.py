@@ -18,6 +18,7 @@ from collections import namedtuple
 from datetime import UTC, datetime
 
 from webapp.core import demo, events, queries, schema, timefmt
+from webapp.core.bounded import BoundedReads
 from webapp.core.changes import (
     Change,
     SetResult,
@@ -40,7 +41,7 @@ EXPORT_CHUNK = 500  # rows per statement while streaming an export
 Page = namedtuple("Page", "changes older newer")  # cursors: ids for before= / after=, or None
 
 
-class PipelineStore:
+class PipelineStore(BoundedReads):
     """Read and change the pipeline setting in one SQLite file (see :class:`Database`)."""
 
     def __init__(
@@ -138,9 +139,15 @@ class PipelineStore:
         than ``after``. Filters: ``pipeline_type``, ``updated_by``, ``since``, ``until``."""
         return [self.change_of(row) for row in self.rows(limit, before, after, **filters)]
 
-    def rows(self, limit, before=None, after=None, **filters) -> list:
-        """Return the rows :meth:`history` describes, as stored (``sqlite3.Row``; exports)."""
-        sql, params = queries.history(limit, before, after, **filters)
+    def rows(self, limit, before=None, after=None, bounded=True, **filters) -> list:
+        """Return the rows :meth:`history` describes, as stored (``sqlite3.Row``; exports).
+
+        On a table without our indexes a filtered read is ``bounded`` to the newest rows (a
+        page), or walks the ids once (an export, ``bounded=False``): never a scan per row.
+        """
+        floor = self.scan_floor(filters) if bounded else None
+        by_id = not bounded and queries.needs_index(filters) and not self.indexed()
+        sql, params = queries.history(limit, before, after, floor, by_id, **filters)
         rows = self.db.read(sql, params)
         return rows[::-1] if after is not None else rows
 
@@ -162,7 +169,7 @@ class PipelineStore:
 
     def count(self, upto=1000, **filters) -> int:
         """Return how many changes match, counting at most ``upto`` (a full count is a scan)."""
-        rows = self.db.read(*queries.count(upto, **filters))
+        rows = self.db.read(*queries.count(upto, self.scan_floor(filters), **filters))
         return rows[0][0] if rows else 0
 
     def iter_rows(self, chunk=EXPORT_CHUNK, **filters):
@@ -173,7 +180,7 @@ class PipelineStore:
         """
         before = None
         while True:
-            rows = self.rows(chunk, before, **filters)
+            rows = self.rows(chunk, before, bounded=False, **filters)
             yield from rows
             if len(rows) < chunk:
                 return
@@ -186,37 +193,9 @@ class PipelineStore:
             (queries.change_id(after_id), int(limit)),
         )
 
-    def active_at(self, moment: datetime) -> Change:
-        """Return the change in force at ``moment`` (the default if none was made before it)."""
-        rows = self._changes(
-            f"{SELECT_ROWS} WHERE updated_at <= ? ORDER BY updated_at DESC, id DESC LIMIT 1",
-            (timefmt.bound(moment),),
-        )
-        return rows[0] if rows else self.default_change()
-
     def window(self, start: datetime, limit: int) -> list[Change]:
         """Return the newest ``limit`` changes made since ``start``, newest first."""
         return self.history(limit, since=start)
-
-    def operators(self, limit=100) -> list[str]:
-        """Return up to ``limit`` distinct ``updated_by`` names, in order (one index seek each).
-
-        The seek key is the stored bytes, not the decoded text: a name that is not UTF-8 reads
-        with U+FFFD in it and must not be searched for again as that.
-        """
-        names, last = [], b""
-        while len(names) < limit:
-            rows = self.db.read(
-                # Text values only: numbers sort below any text, blobs above X''.
-                f"SELECT CAST(min(updated_by) AS BLOB) FROM {TABLE} "
-                "WHERE updated_by > CAST(? AS TEXT) AND updated_by < X''",
-                (last,),
-            )
-            if not rows or rows[0][0] is None:
-                break
-            last = rows[0][0]
-            names.append(last.decode("utf-8", "replace"))
-        return names
 
     def table_sql(self) -> str | None:
         """Return the ``CREATE TABLE`` statement of ``pipeline_config``, or None (no table)."""
@@ -239,7 +218,8 @@ class PipelineStore:
     def status(self) -> dict:
         """Return what readiness checks need: journal mode and whether our table exists."""
         mode = self.db.pragma("journal_mode")
-        return {"journal_mode": mode, "table_exists": self.table_sql() is not None}
+        exists = self.table_sql() is not None
+        return {"journal_mode": mode, "table_exists": exists, "indexed": self.indexed()}
 
     # -- writes ----------------------------------------------------------------------------
 

@@ -7,6 +7,7 @@ would (a read never switches the journal mode or creates the embedded demo datab
 from flask import Blueprint
 
 from webapp.core.errors import PipelineError
+from webapp.core.queries import SCAN_BOUND
 from webapp.node.db import get_store
 from webapp.web.operators import signin_problem, users_file
 
@@ -37,7 +38,20 @@ def readyz():
         return not_ready(f"sign-in unavailable: {problem} ({users_file()})")
     # A missing table is fine: the uploader reads the default, the first change creates it.
     table = "present" if status["table_exists"] else "absent (created by the first change)"
-    return {"status": "ready", "journal_mode": status["journal_mode"], "pipeline_config": table}
+    indexes = (
+        "present"
+        if status["indexed"]
+        else (
+            f"missing (a table another tool made): filtered reads cover the newest {SCAN_BOUND} "
+            f"changes only; add them with: pipeline-manager --db {store.path} migrate"
+        )
+    )
+    return {
+        "status": "ready",
+        "journal_mode": status["journal_mode"],
+        "pipeline_config": table,
+        "indexes": indexes,
+    }
 
 
 def not_ready(reason):

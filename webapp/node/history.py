@@ -7,6 +7,7 @@ from flask import Blueprint, current_app, request, stream_with_context, url_for
 
 from webapp.core.errors import InvalidInput
 from webapp.core.export import csv_chunks, json_chunks
+from webapp.core.queries import SCAN_BOUND
 from webapp.node.db import get_store
 from webapp.web.render import render
 
@@ -48,6 +49,9 @@ def history_page(store, args, status=200, **panel):
         "args": {k: v for k, v in args.items() if k not in ("before", "after") and v},
         "here": history_url(args),  # where a revert started here comes back to
         "operators": store.operators(),
+        # A table another tool made, without our indexes: say what was searched, and the fix.
+        "scan_bound": store.scan_floor() is not None and SCAN_BOUND,
+        "database": store.path,
         "buckets": store.buckets,
         "show_panel": bool(panel),
     }

@@ -16,9 +16,14 @@ from prometheus_client.exposition import CONTENT_TYPE_LATEST, generate_latest
 from prometheus_client.metrics_core import CounterMetricFamily, GaugeMetricFamily
 
 from webapp.core.errors import InvalidInput
+from webapp.notify.deadline import Deadline
 
 LOG = logging.getLogger("pipeline.notify")
 METRICS_FILE_EVERY = 60.0  # seconds: the file is rewritten at least this often, even when idle
+# Scrapers are few: connections beyond this many at once are closed at once, and each may take
+# this long in all (request in, answer out). Idle or trickling peers cannot pile up threads.
+MAX_CONNECTIONS = 16
+REQUEST_SECONDS = 5.0
 
 
 class NotifierCollector:
@@ -84,13 +89,50 @@ def registry_for(snapshot) -> CollectorRegistry:
     return registry
 
 
-def serve(port: int, registry, healthy) -> ThreadingHTTPServer:
+class BoundedServer(ThreadingHTTPServer):
+    """A threaded HTTP server with at most ``slots`` connections at once, each ended after
+    ``seconds`` however slowly its peer sends (half-open and trickling connections included)."""
+
+    daemon_threads = True
+    request_queue_size = 64  # a burst is accepted (then served or closed), not left in SYN-wait
+
+    def __init__(self, address, handler, *, slots=MAX_CONNECTIONS, seconds=REQUEST_SECONDS):
+        super().__init__(address, handler)
+        self.slots = threading.BoundedSemaphore(slots)
+        self.seconds = seconds
+        self.accepted = 0
+        self.refused = 0  # connections closed at once: every slot was taken
+
+    def process_request(self, request, client_address):
+        self.accepted += 1
+        if not self.slots.acquire(blocking=False):
+            self.refused += 1
+            self.shutdown_request(request)
+            return
+        try:
+            super().process_request(request, client_address)
+        except BaseException:
+            self.slots.release()
+            raise
+
+    def process_request_thread(self, request, client_address):
+        try:
+            with Deadline(self.seconds) as deadline:
+                deadline.watch(request)
+                super().process_request_thread(request, client_address)
+        finally:
+            self.slots.release()
+
+
+def serve(port: int, registry, healthy, *, seconds=REQUEST_SECONDS) -> BoundedServer:
     """Serve ``/metrics`` and ``/healthz`` (``healthy()``: the watch loop is alive) on ``port``.
 
     All interfaces, as a container needs; compose and the pod keep the port off the host.
     """
 
     class Handler(BaseHTTPRequestHandler):
+        timeout = seconds  # each read; the server's deadline bounds the whole request
+
         def do_GET(self):  # noqa: N802 (http.server's name)
             path = self.path.split("?", 1)[0]
             if path == "/metrics":
@@ -113,10 +155,9 @@ def serve(port: int, registry, healthy) -> ThreadingHTTPServer:
             pass  # a scrape every few seconds is not news
 
     try:
-        server = ThreadingHTTPServer(("", port), Handler)
+        server = BoundedServer(("", port), Handler, seconds=seconds)
     except OSError as error:
         raise InvalidInput(f"cannot serve metrics on port {port} ({error.strerror})") from None
-    server.daemon_threads = True
     threading.Thread(target=server.serve_forever, name="notify metrics", daemon=True).start()
     return server
 

@@ -21,8 +21,12 @@ from webapp.core.pipelines import DEFAULT_PIPELINE, PIPELINE_TYPES
 from webapp.core.text import describe, forbidden, terminal_safe
 from webapp.core.timefmt import iso
 from webapp.notify import signing
+from webapp.notify.deadline import Deadline
 
 TIMEOUT = 10.0  # seconds per connect and per read: a dead receiver never holds a thread longer
+# A whole attempt (connect, send, answer) may take this many timeouts at most: a receiver that
+# trickles its answer a byte at a time fails like any other, instead of holding its webhook.
+ATTEMPT_TIMEOUTS = 3
 MAX_FIELD = 300  # characters of one stored value shown in the `text` sentence
 USER_AGENT = "pipeline-manager-notify/1"
 # Every printable ASCII character is left as it is; only what http.client refuses is quoted.
@@ -192,18 +196,32 @@ class _NoRedirects(urllib.request.HTTPRedirectHandler):
         return None
 
 
-_opener = urllib.request.build_opener(_NoRedirects)
-
-
 def post(webhook: Webhook, body: bytes, extra_headers: dict, timeout=TIMEOUT) -> int:
-    """POST ``body``; return the 2xx status, or raise :class:`DeliveryFailed` with the reason."""
+    """POST ``body``; return the 2xx status, or raise :class:`DeliveryFailed` with the reason.
+
+    ``timeout`` bounds each connect and read; the whole attempt ends after
+    ``ATTEMPT_TIMEOUTS * timeout`` seconds, however the receiver paces its bytes.
+    """
+    limit = ATTEMPT_TIMEOUTS * timeout
+    with Deadline(limit) as deadline:
+        try:
+            status = _post(deadline.opener(_NoRedirects), webhook, body, extra_headers, timeout)
+        except DeliveryFailed:
+            if not deadline.expired:
+                raise
+        if not deadline.expired:  # a cut answer may still parse (headers end at EOF): not 2xx
+            return status
+    raise DeliveryFailed(f"no complete answer in {limit:g} s (the receiver is too slow)")
+
+
+def _post(opener, webhook: Webhook, body: bytes, extra_headers: dict, timeout) -> int:
     request = urllib.request.Request(webhook.target, data=body, method="POST")
     for name, value in extra_headers.items():
         request.add_header(name, value)
     if webhook.authorization:
         request.add_header("Authorization", webhook.authorization)
     try:
-        with _opener.open(request, timeout=timeout) as response:
+        with opener.open(request, timeout=timeout) as response:
             response.read(65536)  # a little of the answer, so the server sees it was taken
             return response.status
     except urllib.error.HTTPError as error:
