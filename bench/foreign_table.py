@@ -110,7 +110,8 @@ def main():
     )
     print()
     print(
-        "| route (anonymous) | unbounded ms CPU | bounded ms CPU | indexed ms CPU | bounded/indexed |"
+        "| route (anonymous) | unbounded ms CPU | bounded ms CPU | indexed ms CPU "
+        "| bounded/indexed |"
     )
     print("|---|---:|---:|---:|---:|")
     for route in ROUTES:

@@ -121,4 +121,3 @@ def run_in_terminal(argv, *, password=None, env=None, cwd=None, stderr=None, tim
     """Run ``argv`` on a new terminal to its end (see :class:`Terminal`). ``stderr=PIPE`` keeps
     stderr off the terminal: its text follows the output after a ``--- stderr`` line."""
     return Terminal(argv, password=password, env=env, cwd=cwd, stderr=stderr).wait(timeout)
-

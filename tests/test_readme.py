@@ -48,7 +48,7 @@ def test_every_python_block_runs(index, tmp_path, monkeypatch):
 # -- the newcomer's walk: every shell block after the quick start, in order, as printed --------
 
 WALKED = {"Quick start", "Command line", "JSON API", "Operators and login"}
-WALKED |= {"Notifications (webhooks)"}
+WALKED |= {"Notifications (webhooks)", "Rows written by other tools"}
 NOT_WALKED = {  # (section, n-th block of it or None for all): why it is not run here
     ("Quick start", 1): "it runs the whole test suite (CI runs it: .ci/run)",
     ("Command line", 0): "the synopsis, not commands",
@@ -86,6 +86,7 @@ def test_the_walk_covers_the_newcomers_sections_in_order():
         "JSON API",
         "Operators and login",
         "Notifications (webhooks)",
+        "Rows written by other tools",
     ]
     quick_start = walked_blocks()[0].commands
     assert len(quick_start) == 1 and quick_start[0].startswith(INSTALL)
