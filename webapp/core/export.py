@@ -12,7 +12,7 @@ import csv
 import io
 import json
 
-from webapp.core.changes import decode_metadata, stamp_text, stored_text
+from webapp.core.changes import decode_metadata, previous_type, stamp_text, stored_text
 from webapp.core.pipelines import PIPELINE_TYPES
 
 CSV_FIELDS = (
@@ -42,7 +42,8 @@ def cell(value) -> str:
 
 
 def read_row(row, buckets):
-    """Return (id, type, bucket, stamp, who, metadata, metadata JSON) as records show them."""
+    """Return (id, type, bucket, stamp, who, metadata, metadata JSON, previous) as records show
+    them."""
     pipeline_type = stored_text(row["pipeline_type"])
     bucket = buckets.get(pipeline_type) if pipeline_type in PIPELINE_TYPES else None
     metadata, exact = decode_metadata(row["metadata"])
@@ -56,6 +57,7 @@ def read_row(row, buckets):
         stored_text(row["updated_by"]),
         metadata,
         text,
+        previous_type(metadata, row["type_before"]),
     )
 
 
@@ -66,7 +68,7 @@ def csv_chunks(rows, buckets):
     writer.writerow(CSV_FIELDS)
     write = writer.writerow
     for count, row in enumerate(rows, 1):
-        row_id, pipeline_type, bucket, stamp, who, metadata, text = read_row(row, buckets)
+        row_id, pipeline_type, bucket, stamp, who, metadata, text, previous = read_row(row, buckets)
         get = metadata.get
         # This loop runs once per row of the whole history: cell() is inlined for plain text.
         write(
@@ -82,7 +84,7 @@ def csv_chunks(rows, buckets):
                         stamp,
                         who,
                         get("reason"),
-                        get("previous"),
+                        previous,
                         get("source"),
                         text,
                     )
@@ -100,12 +102,12 @@ def json_chunks(rows, buckets):
     """Yield a JSON array of the records (the keys of ``Change.to_dict()``), in chunks."""
     parts, separator = ["["], ""
     for row in rows:
-        row_id, pipeline_type, bucket, stamp, who, _, text = read_row(row, buckets)
+        row_id, pipeline_type, bucket, stamp, who, _, text, previous = read_row(row, buckets)
         parts.append(
             f'{separator}{{"id":{row_id},"pipeline_type":{_encode(pipeline_type)},'
             f'"bucket":{_encode(bucket)},"managed":{"true" if bucket is not None else "false"},'
             f'"updated_at":{_encode(stamp)},"updated_by":{_encode(who)},"metadata":{text},'
-            '"default":false}'
+            f'"previous":{_encode(previous)},"default":false}}'
         )
         separator = ","
         if len(parts) >= CHUNK_ROWS:

@@ -8,7 +8,15 @@ every row we write); counts stop at a bound. The store runs these statements; no
 from webapp.core import timefmt
 from webapp.core.errors import InvalidInput
 from webapp.core.pipelines import validate_type
-from webapp.core.schema import SELECT_ROWS, TABLE
+from webapp.core.schema import COLUMNS, TABLE
+
+# The type of the row before each row, by id: what ``previous`` is when a row's metadata lacks it
+# (another tool's row). One rowid seek per row, the same on every read path.
+TYPE_BEFORE = (
+    f"(SELECT before.pipeline_type FROM {TABLE} AS before "
+    f"WHERE before.id < {TABLE}.id ORDER BY before.id DESC LIMIT 1)"
+)
+SELECT_CHANGES = f"SELECT {', '.join(COLUMNS)}, {TYPE_BEFORE} AS type_before FROM {TABLE}"
 
 
 def history(limit, before=None, after=None, **filters) -> tuple[str, list]:
@@ -28,7 +36,7 @@ def history(limit, before=None, after=None, **filters) -> tuple[str, list]:
             params.append(cursor)
     direction = "ASC" if after is not None else "DESC"
     keys = ", ".join(f"{key} {direction}" for key in order.split(", "))
-    return f"{SELECT_ROWS}{_where(where)} ORDER BY {keys} LIMIT ?", [*params, limit]
+    return f"{SELECT_CHANGES}{_where(where)} ORDER BY {keys} LIMIT ?", [*params, limit]
 
 
 def count(upto, **filters) -> tuple[str, list]:

@@ -34,7 +34,8 @@ from webapp.core.changes import (
 from webapp.core.database import Database, fetch
 from webapp.core.errors import InvalidInput
 from webapp.core.pipelines import DEFAULT_BUCKETS, PIPELINE_TYPES, validate_type
-from webapp.core.schema import SELECT_ROWS, TABLE
+from webapp.core.queries import SELECT_CHANGES
+from webapp.core.schema import TABLE
 
 NEWEST_STAMP = f"SELECT max(updated_at) FROM {TABLE} WHERE updated_at >= '0' AND updated_at < ':'"
 EXPORT_CHUNK = 500  # rows per statement while streaming an export
@@ -112,10 +113,11 @@ class PipelineStore:
             id=row["id"],
             pipeline_type=pipeline_type,
             bucket=self.buckets.get(pipeline_type) if pipeline_type in PIPELINE_TYPES else None,
-            updated_at=timefmt.parse(stored_text(stamp)),
+            updated_at=timefmt.parse(stamp),  # the stored value: a number is Unix seconds
             updated_by=stored_text(row["updated_by"]),
             metadata=parse_metadata(row["metadata"]),
             updated_at_text=stored_text(stamp),
+            type_before=stored_text(row["type_before"]),
         )
 
     def _changes(self, sql, params=()) -> list[Change]:
@@ -128,12 +130,12 @@ class PipelineStore:
 
     def current(self) -> Change:
         """Return the newest change by id, or the never-set default. Writes nothing."""
-        rows = self._changes(f"{SELECT_ROWS} ORDER BY id DESC LIMIT 1")
+        rows = self._changes(f"{SELECT_CHANGES} ORDER BY id DESC LIMIT 1")
         return rows[0] if rows else self.default_change()
 
     def get(self, change_id: int) -> Change | None:
         """Return change ``change_id``, or None."""
-        rows = self._changes(f"{SELECT_ROWS} WHERE id = ?", (queries.change_id(change_id),))
+        rows = self._changes(f"{SELECT_CHANGES} WHERE id = ?", (queries.change_id(change_id),))
         return rows[0] if rows else None
 
     def history(self, limit=20, *, before=None, after=None, **filters) -> list[Change]:
@@ -185,14 +187,14 @@ class PipelineStore:
     def changes_after(self, after_id: int, limit=1000) -> list[Change]:
         """Return changes with an id above ``after_id``, oldest first (monitor, webhooks)."""
         return self._changes(
-            f"{SELECT_ROWS} WHERE id > ? ORDER BY id LIMIT ?",
+            f"{SELECT_CHANGES} WHERE id > ? ORDER BY id LIMIT ?",
             (queries.change_id(after_id), int(limit)),
         )
 
     def active_at(self, moment: datetime) -> Change:
         """Return the change in force at ``moment`` (the default if none was made before it)."""
         rows = self._changes(
-            f"{SELECT_ROWS} WHERE updated_at <= ? ORDER BY updated_at DESC, id DESC LIMIT 1",
+            f"{SELECT_CHANGES} WHERE updated_at <= ? ORDER BY updated_at DESC, id DESC LIMIT 1",
             (timefmt.bound(moment),),
         )
         return rows[0] if rows else self.default_change()
@@ -277,7 +279,7 @@ class PipelineStore:
             schema.create(conn)
             validate_type(request.pipeline_type, schema.accepted_types(conn))
             # fetch(): the newest row may hold bytes that are not UTF-8 (another tool's).
-            rows = fetch(conn, f"{SELECT_ROWS} ORDER BY id DESC LIMIT 1")
+            rows = fetch(conn, f"{SELECT_CHANGES} ORDER BY id DESC LIMIT 1")
             current = self.change_of(rows[0]) if rows else self.default_change()
             if not must_insert(request, current):
                 return SetResult(current, changed=False)
@@ -296,7 +298,7 @@ class PipelineStore:
                     json.dumps(metadata, ensure_ascii=False, allow_nan=False),
                 ),
             )
-            row = fetch(conn, f"{SELECT_ROWS} WHERE id = ?", (cursor.lastrowid,))
+            row = fetch(conn, f"{SELECT_CHANGES} WHERE id = ?", (cursor.lastrowid,))
             return SetResult(self.change_of(row[0]), changed=True)
 
         result = self.db.write(work)

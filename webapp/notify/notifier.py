@@ -92,7 +92,6 @@ class Delivery(threading.Thread):
                 continue
             try:
                 changes = store.changes_after(self.cursor, limit=READ_BATCH)
-                before = store.history(1, before=changes[0].id) if changes else []
             except PipelineError as error:
                 if str(error) != problem:
                     LOG.warning("%s: cannot read the changes to post (%s); retrying", label, error)
@@ -105,14 +104,11 @@ class Delivery(threading.Thread):
             if not due:  # the rows up to ``newest`` are gone (deleted, or the file replaced)
                 self._done(newest)
                 continue
-            # "previous" is the type of the row before, whoever wrote it: another tool's row has
-            # no metadata saying so.
-            previous = before[0].pipeline_type if before else None
             for change in due:
-                if not self._deliver(change, previous):
+                # previous: as its metadata records it, else the row before's type (Change).
+                if not self._deliver(change, change.previous):
                     return
                 self._done(change.id)
-                previous = change.pipeline_type
 
     def _deliver(self, change, previous) -> bool:
         """Post ``change`` until a 2xx; False if the notifier stops first."""
