@@ -28,10 +28,10 @@ from webapp.cli.support import (
     reports_errors,
     safe,
     settings,
+    when_set,
 )
 from webapp.core.pipelines import PIPELINE_TYPES
 from webapp.core.text import terminal_safe
-from webapp.core.timefmt import iso
 
 TYPE_METAVAR = "{" + "|".join(PIPELINE_TYPES) + "}"
 
@@ -77,9 +77,8 @@ def get_command(ctx, as_json):
         if change.is_default:
             click.echo("set:      never (default)")
         else:
-            when = iso(change.updated_at) or safe(change.updated_at_text)
             click.echo(
-                f"set:      {when} by {safe(change.updated_by)} "
+                f"set:      {when_set(change)} by {safe(change.updated_by)} "
                 f"(change #{change.id}, via {safe(change.source)})"
             )
         if change.reason:

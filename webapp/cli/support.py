@@ -13,7 +13,7 @@ from webapp.core.errors import InvalidInput, PipelineError
 from webapp.core.events import logger_on_stderr
 from webapp.core.store import PipelineStore
 from webapp.core.text import terminal_safe
-from webapp.core.timefmt import iso
+from webapp.core.timefmt import shown
 
 
 def click_error(error: PipelineError) -> click.ClickException:
@@ -152,9 +152,14 @@ def safe(value) -> str:
     return terminal_safe("?" if value is None else value)
 
 
+def when_set(change) -> str:
+    """Return when ``change`` was made: ISO 8601 UTC, else the stored text and *unknown time*."""
+    return terminal_safe(shown(change.updated_at, change.updated_at_text))
+
+
 def describe(change) -> str:
     """Return one terminal-safe line for a change: when, from → to, who, reason."""
-    when = iso(change.updated_at) or safe(change.updated_at_text)
+    when = when_set(change)
     previous = safe(change.previous or "(default)")
     line = f"{when}  #{change.id}  {previous} → {safe(change.type_label)}"
     line += f" ({safe(change.bucket)})" if change.managed else ""

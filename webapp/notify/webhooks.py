@@ -19,7 +19,7 @@ from dataclasses import dataclass
 from webapp.core.errors import InvalidInput
 from webapp.core.pipelines import DEFAULT_PIPELINE, PIPELINE_TYPES
 from webapp.core.text import describe, forbidden, terminal_safe
-from webapp.core.timefmt import iso
+from webapp.core.timefmt import shown
 
 TIMEOUT = 10.0  # seconds per connect and per read: a dead receiver never holds a thread longer
 MAX_FIELD = 300  # characters of one stored value shown in the `text` sentence
@@ -121,7 +121,7 @@ def summary(change, previous) -> str:
         was = _shown(previous if previous in PIPELINE_TYPES else repr(previous))
     who = _shown(change.updated_by) if change.updated_by else "an unknown writer"
     via = f" via {_shown(change.source)}" if change.source else ""
-    when = iso(change.updated_at) or _shown(change.updated_at_text or "an unknown time")
+    when = _shown(shown(change.updated_at, change.updated_at_text))
     text = f"Pipeline changed to {now}, was {was}: change #{change.id} by {who}{via} at {when}."
     if change.reason:
         text += f" Reason: {_shown(change.reason)}"
