@@ -59,17 +59,35 @@ def is_refused_char(char):
     return char in BIDI_CONTROLS or unicodedata.category(char) in {"Cc", "Cs", "Zl", "Zp"}
 
 
-@given(st.text(max_size=50))
+EDGE_CHARACTERS = ["\n", "\r\n", "\t", "\x1c", "\x1f", "\x85", "\u2028", "\u2029", "\x0b", "\x0c"]
+
+
+@given(
+    st.one_of(
+        st.text(max_size=50),
+        # Refused characters at the ends, where str.strip() would have removed them (15.8).
+        st.tuples(st.sampled_from(EDGE_CHARACTERS), st.text(max_size=10), st.booleans()).map(
+            lambda t: t[0] + t[1] if t[2] else t[1] + t[0]
+        ),
+    )
+)
 def test_clean_text_accepts_exactly_the_text_without_refused_characters(value):
-    stripped = value.strip()
+    """The rule is applied to the text as given, before any stripping (issue 15.8)."""
     try:
         cleaned = clean_text(value, "reason", MAX_REASON)
     except InvalidInput:
-        assert any(is_refused_char(char) for char in stripped)
+        assert any(is_refused_char(char) for char in value)
     else:
-        assert cleaned == (stripped or None)
-        assert not any(is_refused_char(char) for char in stripped)
+        assert cleaned == (value.strip() or None)
+        assert not any(is_refused_char(char) for char in value)
         json.dumps(cleaned, ensure_ascii=False).encode("utf-8")  # storable and printable
+
+
+@pytest.mark.parametrize("edge", EDGE_CHARACTERS)
+def test_refused_characters_at_either_end_are_refused_not_stripped(edge):
+    for value in (f"{edge}why", f"why{edge}"):
+        with pytest.raises(InvalidInput, match="must be one line of plain text"):
+            clean_text(value, "reason", MAX_REASON)
 
 
 @given(st.text())

@@ -16,6 +16,8 @@ import click
 
 from webapp.cli.support import (
     OneLineUsageErrors,
+    Seconds,
+    WholeNumber,
     audit_on_stderr,
     click_error,
     database_line,
@@ -97,7 +99,7 @@ def get_command(ctx, as_json):
 )
 @click.option(
     "--expect-id",
-    type=click.IntRange(min=0),
+    type=WholeNumber(0),
     metavar="N",
     help="Only change if the current change id is N (0 = never set); else exit 3.",
 )
@@ -139,7 +141,7 @@ def set_command(ctx, pipeline_type, updated_by, reason, expect_id, as_json):
 @db_option
 @click.option(
     "--limit",
-    type=click.IntRange(min=1),
+    type=WholeNumber(1),
     default=20,
     show_default=True,
     help="How many changes to show, newest first.",
@@ -176,7 +178,7 @@ def history_command(ctx, limit, show_all, output_format, as_json):
             click.echo()
             return
         if output_format == "csv":
-            write_csv(rows, store.buckets, sys.stdout)
+            write_csv(rows, store.buckets, sys.stdout, terminal=sys.stdout.isatty())
             return
         click.echo(database_line(store))
         empty = True
@@ -190,7 +192,7 @@ def history_command(ctx, limit, show_all, output_format, as_json):
 @pipeline_cli.command("monitor")
 @db_option
 @interval_option("Seconds between checks.")
-@click.option("--count", type=click.IntRange(min=1), help="Stop after N changes (for scripts).")
+@click.option("--count", type=WholeNumber(1), help="Stop after N changes (for scripts).")
 @click.option("--json", "as_json", is_flag=True, help="Print JSON lines.")
 @click.pass_context
 @reports_errors
@@ -239,13 +241,13 @@ def monitor_command(ctx, interval, count, as_json):
 )
 @click.option(
     "--from-id",
-    type=click.IntRange(min=0),
+    type=WholeNumber(0),
     metavar="N",
     help="A webhook with no state yet gets every change after N (default: only new changes).",
 )
 @click.option(
     "--metrics-port",
-    type=click.IntRange(min=1, max=65535),
+    type=WholeNumber(1, 65535),
     metavar="PORT",
     help="Serve Prometheus /metrics and /healthz on PORT (all interfaces).",
 )
@@ -256,7 +258,7 @@ def monitor_command(ctx, interval, count, as_json):
 )
 @click.option(
     "--max-backoff",
-    type=click.FloatRange(min=0.1, max=3600),
+    type=Seconds(0.1, 3600),
     default=60.0,
     show_default=True,
     metavar="SECONDS",

@@ -4,6 +4,7 @@ entrance, ``--db`` before or after the command, and terminal-safe output. No Fla
 
 import functools
 import json
+import math
 import os
 
 import click
@@ -12,7 +13,7 @@ from webapp.core.config import EMBEDDED_DB, load_settings
 from webapp.core.errors import InvalidInput, PipelineError
 from webapp.core.events import logger_on_stderr
 from webapp.core.store import PipelineStore
-from webapp.core.text import terminal_safe
+from webapp.core.text import MAX_ID, terminal_safe, whole_number
 from webapp.core.timefmt import shown
 
 
@@ -52,17 +53,66 @@ def command_hint(ctx) -> str:
 class OneLineUsageErrors(click.Group):
     """A command group whose usage errors are one ``Error:`` line (exit 2), like our own errors."""
 
+    def make_context(self, info_name, args, parent=None, **extra):
+        # The group's own options (``--db ''`` before the command) are parsed here, not in
+        # invoke(): the same one line for them.
+        try:
+            return super().make_context(info_name, args, parent=parent, **extra)
+        except click.UsageError as error:
+            raise one_line(error, parent) from None
+
     def invoke(self, ctx):
         try:
             return super().invoke(ctx)
         except click.UsageError as error:
-            # click would print the usage block and a hint above the error; operators and
-            # scripts get the one line that matters, and --help is named for the rest.
-            where = command_hint(error.ctx or ctx)
-            message = terminal_safe(error.format_message())
-            line = click.ClickException(f"{message} (see: {where} --help)")
-            line.exit_code = error.exit_code
-            raise line from None
+            raise one_line(error, ctx) from None
+
+
+def one_line(error: click.UsageError, ctx) -> click.ClickException:
+    """Return a usage error as one ``Error:`` line naming --help (exit 2).
+
+    click would print the usage block and a hint above the error; operators and scripts get
+    the one line that matters, and --help is named for the rest.
+    """
+    where = command_hint(error.ctx or ctx) if (error.ctx or ctx) else "--help"
+    message = terminal_safe(error.format_message())
+    line = click.ClickException(f"{message} (see: {where} --help)")
+    line.exit_code = error.exit_code
+    return line
+
+
+class WholeNumber(click.ParamType):
+    """A whole number option from ``low`` to ``high``, read by core.text's one integer parser:
+    ASCII digits only ("١٧", "1_0" and "+3" are refused) and never past SQLite's integers."""
+
+    name = "integer"
+
+    def __init__(self, low: int = 0, high: int = MAX_ID):
+        self.low, self.high = low, high
+
+    def convert(self, value, param, ctx):
+        try:
+            return whole_number(value, "the value", self.low, self.high)
+        except InvalidInput as error:
+            self.fail(str(error).replace("the value ", ""), param, ctx)
+
+
+class Seconds(click.ParamType):
+    """A number of seconds from ``low`` to ``high``: ASCII decimal, finite (no nan or inf)."""
+
+    name = "seconds"
+
+    def __init__(self, low: float, high: float):
+        self.low, self.high = low, high
+
+    def convert(self, value, param, ctx):
+        try:
+            number = float(value) if isinstance(value, float | int) or value.isascii() else None
+        except ValueError:
+            number = None
+        if number is None or not math.isfinite(number) or not self.low <= number <= self.high:
+            self.fail(f"must be a number of seconds from {self.low:g} to {self.high:g}", param, ctx)
+        return number
 
 
 def settings(ctx) -> dict:
@@ -101,7 +151,7 @@ def interval_option(help_text: str):
     """``--interval SECONDS``, as ``monitor`` and ``notify`` take it."""
     return click.option(
         "--interval",
-        type=click.FloatRange(min=0.05, max=3600),
+        type=Seconds(0.05, 3600),
         default=1.0,
         show_default=True,
         metavar="SECONDS",

@@ -12,7 +12,8 @@ from flask.cli import AppGroup
 
 from webapp.accounts import users
 from webapp.accounts.users_file import Rewrite, remove_account, set_password
-from webapp.cli.support import OneLineUsageErrors, reports_errors
+from webapp.cli.support import OneLineUsageErrors, WholeNumber, reports_errors
+from webapp.core.errors import InvalidInput
 from webapp.core.text import terminal_safe
 
 
@@ -52,7 +53,7 @@ def written(action: str, name: str, result: Rewrite) -> str:
 @click.argument("name")
 @users_file_option
 @click.option("--password-stdin", is_flag=True, help="Read the password from one line of stdin.")
-@click.option("--rounds", type=click.IntRange(4, 16), default=12, show_default=True, hidden=True)
+@click.option("--rounds", type=WholeNumber(4, 16), default=12, show_default=True, hidden=True)
 @reports_errors
 def add_command(name, users_file, password_stdin, rounds):
     """Add operator NAME, or set a new password if NAME exists (bcrypt, like htpasswd -B).
@@ -68,10 +69,7 @@ def add_command(name, users_file, password_stdin, rounds):
     """
     path = file_path(users_file)
     name = users.validate_name(name)  # before asking for a password
-    if password_stdin:
-        password = sys.stdin.readline().rstrip("\r\n")
-    else:
-        password = click.prompt("Password", hide_input=True, confirmation_prompt=True)
+    password = read_password(password_stdin)
     result = rewriting(path, lambda: set_password(path, name, password, rounds))
     click.echo(written("added" if result.account_created else "updated", name, result))
 
@@ -112,6 +110,22 @@ def list_command(users_file):
         click.echo(name)
     for number, why in found.skipped:
         click.echo(f"line {number}: {terminal_safe(why)}; it never matches", err=True)
+
+
+def read_password(from_stdin: bool) -> str:
+    """Read the new password from stdin or the terminal; bytes that are not UTF-8 are refused."""
+    try:
+        if from_stdin:
+            password = sys.stdin.readline().rstrip("\r\n")
+        else:
+            password = click.prompt("Password", hide_input=True, confirmation_prompt=True)
+        password.encode("utf-8")  # a C locale reads other bytes as lone surrogates
+    except UnicodeError:
+        raise InvalidInput(
+            "the password is not UTF-8 text (a Latin-1 terminal?): type it in a UTF-8 "
+            "terminal, or pipe UTF-8 to --password-stdin"
+        ) from None
+    return password
 
 
 def rewriting(path, write) -> Rewrite:

@@ -14,6 +14,7 @@ import json
 
 from webapp.core.changes import decode_metadata, previous_type, stamp_text, stored_text
 from webapp.core.pipelines import PIPELINE_TYPES
+from webapp.core.text import terminal_safe
 
 CSV_FIELDS = (
     "id",
@@ -117,10 +118,26 @@ def json_chunks(rows, buckets):
     yield "".join(parts)
 
 
-def write_csv(rows, buckets, stream) -> None:
-    """Write the CSV export of ``rows`` to ``stream`` as it is produced."""
-    for chunk in csv_chunks(rows, buckets):
+def write_csv(rows, buckets, stream, terminal=False) -> None:
+    """Write the CSV export of ``rows`` to ``stream`` as it is produced.
+
+    CSV is data, copied exactly to a file or a pipe; to a ``terminal`` each cell is written
+    with what a terminal could act on escaped (``\\x1b``, ``\\x0a``), like every other output.
+    """
+    chunks = csv_chunks(rows, buckets)
+    for chunk in _terminal_safe_csv(chunks) if terminal else chunks:
         stream.write(chunk)
+
+
+def _terminal_safe_csv(chunks):
+    buffer = io.StringIO()
+    writer = csv.writer(buffer, lineterminator="\n")
+    for chunk in chunks:  # each chunk holds whole rows: read back, escaped cell by cell
+        for record in csv.reader(io.StringIO(chunk, newline="")):
+            writer.writerow([terminal_safe(value) for value in record])
+        yield buffer.getvalue()
+        buffer.seek(0)
+        buffer.truncate()
 
 
 def write_json(rows, buckets, stream) -> None:

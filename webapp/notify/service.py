@@ -70,10 +70,20 @@ def stop_signals():
             signal.signal(number, action)
 
 
+class TerminalSafeFormatter(logging.Formatter):
+    """Log lines with what a terminal could act on escaped (``\\x1b``): messages carry stored
+    text, paths and answers of receivers (another tool's column names, a redirect's reason)."""
+
+    def formatMessage(self, record):  # noqa: N802 (logging's name)
+        from webapp.core.text import terminal_safe
+
+        return terminal_safe(super().formatMessage(record))
+
+
 def logging_to_stderr():
     """Log ``pipeline.notify`` lines on stderr, each with its UTC time, while inside."""
     from webapp.core.events import logger_on_stderr
 
-    formatter = logging.Formatter("%(asctime)s %(levelname)s %(message)s", "%Y-%m-%dT%H:%M:%SZ")
+    formatter = TerminalSafeFormatter("%(asctime)s %(levelname)s %(message)s", "%Y-%m-%dT%H:%M:%SZ")
     formatter.converter = time.gmtime
     return logger_on_stderr(LOG.name, formatter)
