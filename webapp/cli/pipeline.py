@@ -16,6 +16,7 @@ import click
 
 from webapp.cli.support import (
     OneLineUsageErrors,
+    a_path,
     Seconds,
     WholeNumber,
     audit_on_stderr,
@@ -236,6 +237,7 @@ def monitor_command(ctx, interval, count, as_json):
     "--state",
     "state_path",
     metavar="PATH",
+    callback=a_path,
     help="Where each webhook's last acknowledged change is kept. "
     "Default: pipeline-notify-state.json beside the database.",
 )
@@ -254,6 +256,7 @@ def monitor_command(ctx, interval, count, as_json):
 @click.option(
     "--metrics-file",
     metavar="PATH",
+    callback=a_path,
     help="Write the metrics to PATH (node_exporter's textfile collector).",
 )
 @click.option(
@@ -285,7 +288,9 @@ def notify_command(
     config = settings(ctx)
     hooks = parse_webhooks(webhook_urls or split_setting(config.get("WEBHOOKS")))
     secret = webhook_secret(config)
-    database = open_store(ctx).path  # each thread of the notifier opens its own connection
+    with open_store(ctx) as store:  # each thread of the notifier opens its own connection
+        store.current()  # usable now, before a state or lock file is made beside it
+        database = store.path
     state = NotifyState.open(state_path or default_path(database))
     notifier = Notifier(
         functools.partial(open_store, ctx),

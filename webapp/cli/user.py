@@ -12,7 +12,7 @@ from flask.cli import AppGroup
 
 from webapp.accounts import users
 from webapp.accounts.users_file import Rewrite, remove_account, set_password
-from webapp.cli.support import OneLineUsageErrors, WholeNumber, reports_errors
+from webapp.cli.support import OneLineUsageErrors, WholeNumber, a_path, reports_errors
 from webapp.core.errors import InvalidInput
 from webapp.core.text import terminal_safe
 
@@ -33,6 +33,7 @@ user_cli = UserGroup(
 users_file_option = click.option(
     "--users-file",
     metavar="PATH",
+    callback=a_path,
     help="htpasswd file. Default: $PIPELINE_USERS_FILE.",
 )
 
@@ -105,7 +106,7 @@ def list_command(users_file):
     path = file_path(users_file)
     found = users.load(path)
     if found.problem:
-        raise click.ClickException(f"the users file {path} {found.problem}")
+        raise unusable_file(f"the users file {path} {found.problem}")
     for name in sorted(found.users):
         click.echo(name)
     for number, why in found.skipped:
@@ -133,4 +134,11 @@ def rewriting(path, write) -> Rewrite:
     try:
         return write()
     except OSError as error:
-        raise click.ClickException(f"cannot write {path}: {error.strerror}") from None
+        raise unusable_file(f"cannot write {path}: {error.strerror}") from None
+
+
+def unusable_file(message: str) -> click.ClickException:
+    """A users file that cannot be read or written: one line, exit 5 (README: Exit codes)."""
+    error = click.ClickException(terminal_safe(message))
+    error.exit_code = 5
+    return error

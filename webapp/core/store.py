@@ -324,7 +324,6 @@ class PipelineStore:
 
     def initialize(self) -> None:
         """Create the ``pipeline_config`` table and our indexes if missing (nothing else)."""
-
         self.db.write(schema.create)
 
 

@@ -1,0 +1,187 @@
+"""Hostile values for every option and argument of every ``pipeline`` and ``user`` command
+(issue 15.9, 15.10): always one ``Error:`` line and a documented exit code, never a traceback.
+
+The options are read from the click groups themselves, so a new option is covered at once.
+"""
+
+import json
+
+import click
+import pytest
+from hypothesis import HealthCheck, given, settings
+from hypothesis import strategies as st
+
+from webapp.cli.pipeline import pipeline_cli
+from webapp.cli.user import user_cli
+
+DOCUMENTED = {0, 2, 3, 4, 5}  # README: Exit codes (1 is "unexpected internal error")
+HOSTILE = [
+    "",
+    " ",
+    "nan",
+    "NaN",
+    "inf",
+    "-inf",
+    "-1",
+    "0",
+    "1e400",
+    "9223372036854775808",
+    "18446744073709551616",
+    "9" * 400,
+    "١٧",
+    "１７",
+    "²",
+    "1_0",
+    "0x10",
+    "+3",
+    "\x00",
+    "\x1b[2J",
+    "a\nb",
+    "\udce9",  # what a Latin-1 byte in argv becomes
+    "http://[::1",
+    "https://user:secret@[::1",
+    "%FF",
+    "-",
+    ".",
+    "/",
+    "/dev/null",
+    "\u202eevil",
+]
+hostile_values = st.one_of(st.sampled_from(HOSTILE), st.text(max_size=30))
+
+
+def options_of(group):
+    """Return (command, option flag) for every option that takes a value, and each argument."""
+    found = []
+    for name, command in sorted(group.commands.items()):
+        for param in command.params:
+            if isinstance(param, click.Option) and not param.is_flag and not param.hidden:
+                found.append((name, param.opts[-1]))
+            elif isinstance(param, click.Option) and param.hidden:
+                found.append((name, param.opts[-1]))
+            elif isinstance(param, click.Argument):
+                found.append((name, None))
+    return found
+
+
+PIPELINE_OPTIONS = options_of(pipeline_cli)
+USER_OPTIONS = options_of(user_cli)
+
+
+def assert_one_error_line(result):
+    assert result.exit_code in DOCUMENTED, (result.exit_code, result.output, result.exception)
+    assert result.exception is None or isinstance(result.exception, SystemExit), repr(
+        result.exception
+    )
+    assert "Traceback" not in result.output
+    if result.exit_code:
+        lines = result.stderr.strip().splitlines()
+        assert len(lines) == 1 and lines[0].startswith("Error: "), result.stderr
+
+
+def pipeline_args(command, option, value, missing_db):
+    """Arguments that end quickly whatever ``value`` is: the loops of monitor and notify start
+    only on a usable database and a consistent configuration, which these are not."""
+    args = [command]
+    if command == "set":
+        args += [value if option is None else "filtered", "--reason", "r"]
+    if command == "monitor":
+        args = ["--db", missing_db, *args]  # a valid value ends at the missing file (exit 5)
+    if command == "notify":
+        args += ["--from-id", "99999"] if option != "--from-id" else ["--webhook", "ftp://x"]
+    if option is not None:
+        args += [option, value]
+    return args
+
+
+HYPOTHESIS = settings(
+    max_examples=25, deadline=None, suppress_health_check=[HealthCheck.function_scoped_fixture]
+)
+
+
+@pytest.mark.parametrize(("command", "option"), PIPELINE_OPTIONS)
+@HYPOTHESIS
+@given(value=hostile_values)
+def test_every_pipeline_option_takes_hostile_values_in_one_line(
+    cli, tmp_path, command, option, value
+):
+    if option == "--state":  # a path of ours: the hostile text is its name
+        value = str(tmp_path / value.replace("/", "_").replace("\x00", "_")) if value else value
+    result = cli(*pipeline_args(command, option, value, str(tmp_path / "missing.db")))
+    assert_one_error_line(result)
+
+
+@pytest.mark.parametrize(("command", "option"), USER_OPTIONS)
+@HYPOTHESIS
+@given(value=hostile_values)
+def test_every_user_option_takes_hostile_values_in_one_line(
+    runner, tmp_path, command, option, value
+):
+    users_file = str(tmp_path / "users.htpasswd")
+    args = ["user", command]
+    if command in ("add", "remove"):
+        args.append(value if option is None else "alice")
+    if option != "--users-file":
+        args += ["--users-file", users_file]
+    if command == "add":
+        args.append("--password-stdin")
+    if option is not None:
+        args += [option, value]
+    result = runner.invoke(args=args, input="short\n")  # too short: nothing is written
+    assert_one_error_line(result)
+
+
+@pytest.mark.parametrize(
+    ("args", "fragment"),
+    [
+        (["history", "--limit", "9223372036854775808"], "--limit"),
+        (["history", "--limit", "١٧"], "--limit"),
+        (["set", "raw", "--reason", "r", "--expect-id", "٣"], "--expect-id"),
+        (["monitor", "--interval", "nan"], "--interval"),
+        (["monitor", "--interval", "inf"], "--interval"),
+        (["monitor", "--interval", "-1"], "--interval"),
+        (["monitor", "--interval", "1e400"], "--interval"),
+        (["monitor", "--count", "١"], "--count"),
+        (["notify", "--interval", "nan"], "--interval"),
+        (["notify", "--max-backoff", "nan"], "--max-backoff"),
+        (["notify", "--metrics-port", "٨٠"], "--metrics-port"),
+        (["notify", "--webhook", "http://[::1"], "webhook 1: the URL is malformed"),
+        (["--db", "", "get"], "empty path"),
+        (["get", "--db", ""], "empty path"),
+    ],
+)
+def test_the_reported_options_are_one_error_line(cli, args, fragment):
+    result = cli(*args)
+    assert result.exit_code == 2, result.output
+    assert_one_error_line(result)
+    assert fragment in result.stderr
+
+
+def test_a_state_file_of_deeply_nested_json_is_one_error_line(cli, tmp_path):
+    state = tmp_path / "state.json"
+    state.write_text("[" * 100_000 + "]" * 100_000)
+    result = cli("notify", "--webhook", "https://hooks.example.org/x", "--state", state)
+    assert result.exit_code == 2
+    assert_one_error_line(result)
+    assert "is not a notifier state" in result.stderr
+
+
+@pytest.mark.parametrize("password_stdin", [True, False])
+def test_user_add_with_a_latin1_password_is_one_error_line(runner, tmp_path, password_stdin):
+    users_file = tmp_path / "users.htpasswd"
+    args = ["user", "add", "alice", "--users-file", str(users_file)]
+    password = b"caf\xe9-long-password\n"
+    if password_stdin:
+        result = runner.invoke(args=[*args, "--password-stdin"], input=password)
+    else:
+        result = runner.invoke(args=args, input=password * 2)
+    assert result.exit_code == 2, result.output
+    assert "the password is not UTF-8 text" in result.output
+    assert "Traceback" not in result.output
+    assert not users_file.exists()
+
+
+def test_huge_but_valid_numbers_are_taken(cli, db_path):
+    result = cli("history", "--limit", str(2**63 - 1), "--json")
+    assert result.exit_code == 0, result.output
+    assert json.loads(result.stdout) == []
