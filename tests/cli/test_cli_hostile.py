@@ -55,9 +55,7 @@ def options_of(group):
     found = []
     for name, command in sorted(group.commands.items()):
         for param in command.params:
-            if isinstance(param, click.Option) and not param.is_flag and not param.hidden:
-                found.append((name, param.opts[-1]))
-            elif isinstance(param, click.Option) and param.hidden:
+            if isinstance(param, click.Option) and not param.is_flag:
                 found.append((name, param.opts[-1]))
             elif isinstance(param, click.Argument):
                 found.append((name, None))

@@ -16,9 +16,9 @@ import click
 
 from webapp.cli.support import (
     OneLineUsageErrors,
-    a_path,
     Seconds,
     WholeNumber,
+    a_path,
     audit_on_stderr,
     click_error,
     database_line,

@@ -3,7 +3,7 @@
 from datetime import UTC, datetime
 
 import htmx_flask
-from flask import Blueprint, current_app, render_template, request, url_for
+from flask import Blueprint, current_app, render_template, url_for
 
 from webapp.node.db import get_store
 from webapp.node.inputs import query_number
