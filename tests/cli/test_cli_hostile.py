@@ -183,3 +183,28 @@ def test_huge_but_valid_numbers_are_taken(cli, db_path):
     result = cli("history", "--limit", str(2**63 - 1), "--json")
     assert result.exit_code == 0, result.output
     assert json.loads(result.stdout) == []
+
+
+@pytest.mark.parametrize("reason", ["why\n", "\nwhy", "why\r\n", "\twhy", "why\x1c", "why\x85"])
+def test_a_reason_with_a_refused_character_at_an_end_is_refused_not_stripped(
+    cli, db_path, reason
+):
+    result = cli("set", "filtered", "--reason", reason)
+    assert result.exit_code == 2
+    assert_one_error_line(result)
+    assert "reason must be one line of plain text" in result.stderr
+    assert json.loads(cli("get", "--json").stdout)["id"] is None  # nothing written
+
+
+@pytest.mark.parametrize("value", ["١٧", "１７", "1_0", "+3"])
+def test_a_setting_in_other_digits_is_one_error_line(cli, monkeypatch, value):
+    monkeypatch.setenv("PIPELINE_PROXY_COUNT", value)
+    from webapp.core.config import load_settings
+    from webapp.core.errors import InvalidInput
+
+    with pytest.raises(InvalidInput, match="PIPELINE_PROXY_COUNT must be a whole number"):
+        load_settings({"PIPELINE_PROXY_COUNT": value})
+    if cli.name == "pipeline-manager":  # flask's app was built before the variable was set
+        result = cli("get")
+        assert result.exit_code == 2
+        assert_one_error_line(result)
