@@ -3,10 +3,10 @@
 *unknown time*, never a traceback; a change after the calendar's last millisecond is written."""
 
 import json
-import sqlite3
 import threading
 
 import pytest
+from rowlib import insert_row
 
 from webapp.core.store import PipelineStore
 
@@ -14,22 +14,11 @@ EDGE = "0001-01-01T00:00:00+01:00"
 LAST = "9999-12-31 23:59:59.999"
 
 
-def insert(db_path, pipeline_type, stamp):
-    conn = sqlite3.connect(db_path)
-    with conn:
-        conn.execute(
-            "INSERT INTO pipeline_config (pipeline_type, updated_at, updated_by, metadata) "
-            "VALUES (?, ?, 'tool', NULL)",
-            (pipeline_type, stamp),
-        )
-    conn.close()
-
-
 @pytest.fixture
 def edge_db(db_path):
     with PipelineStore(db_path) as store:
         store.set("raw", updated_by="ops", reason="first")
-    insert(db_path, "filtered", EDGE)
+    insert_row(db_path, "filtered", EDGE)
     return db_path
 
 
@@ -49,7 +38,7 @@ def test_reads_show_the_stored_text_with_unknown_time(cli, edge_db):
 
 
 def test_a_set_after_a_row_at_the_last_millisecond_is_written(cli, edge_db):
-    insert(edge_db, "aggregated", LAST)
+    insert_row(edge_db, "aggregated", LAST)
     result = cli("set", "schematized", "--reason", "after the end of time", "--json")
     assert result.exit_code == 0, result.output
     record = json.loads(result.stdout)
@@ -61,7 +50,7 @@ def test_monitor_follows_rows_at_the_edge(cli, edge_db):
 
     def keep_inserting():
         while not stop.wait(0.05):
-            insert(edge_db, "aggregated", "9999-12-31T23:59:59-01:00")
+            insert_row(edge_db, "aggregated", "9999-12-31T23:59:59-01:00")
 
     writer = threading.Thread(target=keep_inserting)
     writer.start()
@@ -76,7 +65,7 @@ def test_monitor_follows_rows_at_the_edge(cli, edge_db):
 
 
 def test_an_integer_stamp_is_a_time_in_every_output(cli, edge_db):
-    insert(edge_db, "aggregated", 1764800000)
+    insert_row(edge_db, "aggregated", 1764800000)
     expected = "2025-12-03T22:13:20.000Z"
     assert json.loads(cli("get", "--json").stdout)["updated_at"] == expected
     assert json.loads(cli("history", "--json").stdout)[0]["updated_at"] == expected

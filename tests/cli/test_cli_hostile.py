@@ -186,9 +186,7 @@ def test_huge_but_valid_numbers_are_taken(cli, db_path):
 
 
 @pytest.mark.parametrize("reason", ["why\n", "\nwhy", "why\r\n", "\twhy", "why\x1c", "why\x85"])
-def test_a_reason_with_a_refused_character_at_an_end_is_refused_not_stripped(
-    cli, db_path, reason
-):
+def test_a_reason_with_a_refused_character_at_an_end_is_refused_not_stripped(cli, db_path, reason):
     result = cli("set", "filtered", "--reason", reason)
     assert result.exit_code == 2
     assert_one_error_line(result)

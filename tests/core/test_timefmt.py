@@ -13,6 +13,7 @@ from datetime import UTC, datetime, timedelta
 import pytest
 from hypothesis import HealthCheck, example, given, settings
 from hypothesis import strategies as st
+from rowlib import insert_row
 
 from webapp.core import export, timefmt
 from webapp.core.changes import next_timestamp, stamp_text
@@ -113,20 +114,9 @@ def test_after_the_last_millisecond_the_stamp_is_shared_not_overflowed():
     assert next_timestamp(datetime.now(UTC), datetime.max.replace(tzinfo=UTC)) == last
 
 
-def insert_stamp(path, value):
-    conn = sqlite3.connect(path)
-    conn.execute(
-        "INSERT INTO pipeline_config (pipeline_type, updated_at, updated_by, metadata) "
-        "VALUES ('filtered', ?, 'tool', NULL)",
-        (value,),
-    )
-    conn.commit()
-    conn.close()
-
-
 def test_a_change_after_a_row_at_the_last_millisecond_is_written(store, db_path):
     store.set("raw", updated_by="ops", reason="first")
-    insert_stamp(db_path, "9999-12-31 23:59:59.999")
+    insert_row(db_path, "filtered", "9999-12-31 23:59:59.999")
     result = store.set("aggregated", updated_by="ops", reason="after the end of time")
     assert result.changed
     assert result.change.updated_at_text == "9999-12-31 23:59:59.999"
@@ -143,7 +133,7 @@ def test_a_change_after_a_row_at_the_last_millisecond_is_written(store, db_path)
 def test_an_integer_stamp_is_read_the_same_by_records_and_exports(store, db_path):
     """Issue 15.14: a number is Unix seconds on every path (API, CLI, exports)."""
     store.set("raw", updated_by="ops", reason="first")
-    insert_stamp(db_path, 1764800000)
+    insert_row(db_path, "filtered", 1764800000)
     expected = "2025-12-03T22:13:20.000Z"
     assert store.current().to_dict()["updated_at"] == expected
     assert store.history(1)[0].to_dict()["updated_at"] == expected
@@ -171,7 +161,7 @@ def test_any_stored_stamp_reads_on_every_store_path_and_a_change_follows(tmp_pat
     path = tmp_path / f"edge-{next(DATABASES)}.db"
     with PipelineStore(path, create=True) as store:
         store.initialize()
-        insert_stamp(path, value)
+        insert_row(path, "filtered", value)
         current = store.current()
         json.dumps(current.to_dict(), allow_nan=False)
         "".join(export.csv_chunks(store.iter_rows(), store.buckets))
@@ -182,7 +172,7 @@ def test_any_stored_stamp_reads_on_every_store_path_and_a_change_follows(tmp_pat
 
 def test_an_offset_the_calendar_cannot_hold_in_utc_reads_as_unknown_on_export(store, db_path):
     store.set("raw", updated_by="ops", reason="first")
-    insert_stamp(db_path, "0001-01-01T00:00:00+01:00")
+    insert_row(db_path, "filtered", "0001-01-01T00:00:00+01:00")
     change = store.current()
     assert change.updated_at is None
     assert change.to_dict()["updated_at"] == "0001-01-01T00:00:00+01:00"

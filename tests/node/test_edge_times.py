@@ -5,9 +5,8 @@ export, ``/readyz`` and ``/metrics``, and a row at ``9999-12-31 23:59:59.999`` m
 answer 500. Real SQLite files, the app in process.
 """
 
-import sqlite3
-
 import pytest
+from rowlib import insert_row
 from weblib import basic, csrf_from
 
 EDGE_STAMPS = [
@@ -35,17 +34,6 @@ PATHS = [
 ]
 
 
-def insert(db_path, pipeline_type, stamp):
-    conn = sqlite3.connect(db_path)
-    conn.execute(
-        "INSERT INTO pipeline_config (pipeline_type, updated_at, updated_by, metadata) "
-        "VALUES (?, ?, 'tool', NULL)",
-        (pipeline_type, stamp),
-    )
-    conn.commit()
-    conn.close()
-
-
 @pytest.fixture
 def edge_db(store, db_path):
     store.set("raw", updated_by="ops", reason="first")
@@ -54,7 +42,7 @@ def edge_db(store, db_path):
 
 @pytest.mark.parametrize("stamp", EDGE_STAMPS)
 def test_every_page_fragment_export_and_probe_answers(operator, edge_db, stamp):
-    insert(edge_db, "filtered", stamp)
+    insert_row(edge_db, "filtered", stamp)
     for path in PATHS:
         with operator.get(path) as response:
             response.get_data()  # the exports stream: read them to the end
@@ -66,7 +54,7 @@ def test_every_page_fragment_export_and_probe_answers(operator, edge_db, stamp):
 
 @pytest.mark.parametrize("stamp", ["9999-12-31 23:59:59.999", "0001-01-01T00:00:00+01:00"])
 def test_a_change_after_an_edge_row_is_written_by_api_and_form(operator, edge_db, stamp):
-    insert(edge_db, "filtered", stamp)
+    insert_row(edge_db, "filtered", stamp)
     answer = operator.post(
         "/api/pipeline", json={"pipeline_type": "aggregated", "reason": "api"}, headers=basic()
     )
@@ -80,7 +68,7 @@ def test_a_change_after_an_edge_row_is_written_by_api_and_form(operator, edge_db
 
 
 def test_an_integer_stamp_reads_the_same_in_the_api_and_the_exports(operator, edge_db):
-    insert(edge_db, "filtered", 1764800000)
+    insert_row(edge_db, "filtered", 1764800000)
     expected = "2025-12-03T22:13:20.000Z"
     assert operator.get("/api/pipeline").get_json()["updated_at"] == expected
     assert operator.get("/api/history").get_json()["changes"][0]["updated_at"] == expected

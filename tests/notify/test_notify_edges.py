@@ -6,11 +6,10 @@ import pty
 import signal
 import sqlite3
 import subprocess
-import threading
-from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 
 import pytest
-from hooklib import WAIT, Notifier, Receiver
+from hooklib import WAIT, Notifier, Receiver, serve_once
+from rowlib import insert_row
 from workers import clean_env, cli_command, run_cli, start_cli
 
 from webapp.core.store import PipelineStore
@@ -20,30 +19,18 @@ from webapp.notify.webhooks import DeliveryFailed, parse_webhook
 EDGE = "0001-01-01T00:00:00+01:00"
 
 
-def insert(db_path, pipeline_type, stamp, updated_by="tool"):
-    conn = sqlite3.connect(db_path)
-    with conn:
-        cursor = conn.execute(
-            "INSERT INTO pipeline_config (pipeline_type, updated_at, updated_by, metadata) "
-            "VALUES (?, ?, ?, NULL)",
-            (pipeline_type, stamp, updated_by),
-        )
-    conn.close()
-    return cursor.lastrowid
-
-
 @pytest.mark.slow
 def test_edge_rows_are_posted_and_a_restarted_notifier_starts(db_path, tmp_path):
     with PipelineStore(db_path) as store:
         store.set("raw", updated_by="ops", reason="first")
-    insert(db_path, "filtered", EDGE)  # the newest row when the notifier starts
+    insert_row(db_path, "filtered", EDGE)  # the newest row when the notifier starts
     state = tmp_path / "state.json"
     with Receiver() as receiver:
         args = ("--webhook", receiver.url, "--state", state, "--interval", "0.05")
         notifier = again = Notifier(db_path, *args)
         try:
             notifier.wait_started()
-            change = insert(db_path, "aggregated", "9999-12-31T23:59:59-01:00")
+            change = insert_row(db_path, "aggregated", "9999-12-31T23:59:59-01:00")
             (post,) = receiver.acknowledged_until(change)
             assert post.record["updated_at"] == "9999-12-31T23:59:59-01:00"
             assert "at 9999-12-31T23:59:59-01:00 (unknown time)." in post.record["text"]
@@ -51,7 +38,7 @@ def test_edge_rows_are_posted_and_a_restarted_notifier_starts(db_path, tmp_path)
             assert notifier.stop() == 0
             again = Notifier(db_path, *args)  # before issue 15: dead at start, for good
             again.wait_started()
-            later = insert(db_path, "raw", "9999-12-31 23:59:59.999")
+            later = insert_row(db_path, "raw", "9999-12-31 23:59:59.999")
             assert [p.change_id for p in receiver.acknowledged_until(later)] == [later]
             assert again.stop() == 0
         finally:
@@ -78,21 +65,14 @@ def replace_with_a_foreign_table(db_path, tmp_path):
 def redirecting_receiver(location):
     """A receiver that answers every post with a redirect to ``location``."""
 
-    class Handler(BaseHTTPRequestHandler):
-        def do_POST(self):  # noqa: N802
-            self.rfile.read(int(self.headers.get("Content-Length", 0)))
-            self.send_response(302)
-            self.send_header("Location", location)
-            self.send_header("Content-Length", "0")
-            self.end_headers()
+    def redirect(handler):
+        handler.rfile.read(int(handler.headers.get("Content-Length", 0)))
+        handler.send_response(302)
+        handler.send_header("Location", location)
+        handler.send_header("Content-Length", "0")
+        handler.end_headers()
 
-        def log_message(self, format, *args):
-            pass
-
-    server = ThreadingHTTPServer(("127.0.0.1", 0), Handler)
-    server.daemon_threads = True
-    threading.Thread(target=server.serve_forever, daemon=True).start()
-    return server
+    return serve_once(redirect)
 
 
 def test_a_redirects_user_info_path_and_query_never_reach_the_reason():
