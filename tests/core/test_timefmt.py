@@ -13,34 +13,11 @@ from datetime import UTC, datetime, timedelta
 import pytest
 from hypothesis import HealthCheck, example, given, settings
 from hypothesis import strategies as st
-from rowlib import insert_row
+from rowlib import insert_row, stamp_strings
 
 from webapp.core import export, timefmt
 from webapp.core.changes import next_timestamp, stamp_text
 from webapp.core.store import PipelineStore
-
-
-def stamp_strings():
-    """Plausible and implausible ``updated_at`` texts: any year, offset, leap second, 24:00..."""
-    number = st.integers
-    date = st.tuples(number(0, 12000), number(0, 13), number(0, 32)).map(
-        lambda d: f"{d[0]:04d}-{d[1]:02d}-{d[2]:02d}"
-    )
-    clock = st.tuples(number(0, 25), number(0, 61), number(0, 61)).map(
-        lambda t: f"{t[0]:02d}:{t[1]:02d}:{t[2]:02d}"
-    )
-    fraction = st.one_of(
-        st.just(""), st.text("0123456789", min_size=1, max_size=40).map(lambda digits: "." + digits)
-    )
-    offset = st.one_of(
-        st.sampled_from(["", "Z", "z", " ", "+00:00", "-00:00"]),
-        st.tuples(st.sampled_from("+-"), number(0, 30), number(0, 59)).map(
-            lambda o: f"{o[0]}{o[1]:02d}:{o[2]:02d}"
-        ),
-    )
-    separator = st.sampled_from([" ", "T", "t", "  "])
-    full = st.tuples(date, separator, clock, fraction, offset).map("".join)
-    return st.one_of(full, date, st.text(max_size=40))
 
 
 def unix_numbers():

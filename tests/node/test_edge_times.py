@@ -6,11 +6,19 @@ answer 500. Real SQLite files, the app in process.
 """
 
 import pytest
-from rowlib import insert_row
+from hypothesis import HealthCheck, given, settings
+from rowlib import insert_row, stamp_strings
 from weblib import basic, csrf_from
 
 EDGE_STAMPS = [
     "0001-01-01T00:00:00+01:00",
+    "0001-01-01T00:00:00-01:00",  # representable: year 1, 01:00 UTC
+    "0001-01-01 00:00:00",
+    "9999-12-31T23:59:59.999999Z",
+    "1970-01-01 00:00:00",
+    -1,
+    0,
+    4102444800,
     "9999-12-31T23:59:59-01:00",
     "9999-12-31 23:59:59.999",
     "2026-06-30T23:59:60Z",
@@ -48,7 +56,8 @@ def test_every_page_fragment_export_and_probe_answers(operator, edge_db, stamp):
             response.get_data()  # the exports stream: read them to the end
             assert response.status_code < 500, (path, response.status_code)
     history = operator.get("/history").get_data(as_text=True)
-    if stamp.startswith(("0001", "9999-12-31T", "2026-06-30", "2026-01-01T24")):
+    unknown = ("0001-01-01T00:00:00+01:00", "9999-12-31T23:59:59-01:00", "-1")
+    if str(stamp) in (*unknown, "2026-06-30T23:59:60Z", "2026-01-01T24:00:00"):
         assert "unknown time" in history
 
 
@@ -74,3 +83,15 @@ def test_an_integer_stamp_reads_the_same_in_the_api_and_the_exports(operator, ed
     assert operator.get("/api/history").get_json()["changes"][0]["updated_at"] == expected
     assert operator.get("/history.json").get_json()[0]["updated_at"] == expected
     assert f",{expected}," in operator.get("/history.csv").get_data(as_text=True)
+
+
+@settings(
+    max_examples=15, deadline=None, suppress_health_check=[HealthCheck.function_scoped_fixture]
+)
+@given(stamp=stamp_strings())
+def test_any_stamp_text_leaves_every_page_and_probe_answering(operator, edge_db, stamp):
+    insert_row(edge_db, "filtered", stamp)
+    for path in PATHS:
+        with operator.get(path) as response:
+            response.get_data()
+            assert response.status_code < 500, (path, response.status_code)
