@@ -13,7 +13,6 @@ from weblib import basic
 from webapp.core import export
 from webapp.core.store import PipelineStore
 
-
 LOOSE_TABLE = (
     "CREATE TABLE pipeline_config (id INTEGER PRIMARY KEY AUTOINCREMENT, pipeline_type TEXT, "
     "updated_at TIMESTAMP, updated_by TEXT, metadata TEXT)"
