@@ -58,6 +58,8 @@ class OneLineUsageErrors(click.Group):
         # invoke(): the same one line for them.
         try:
             return super().make_context(info_name, args, parent=parent, **extra)
+        except click.exceptions.NoArgsIsHelpError:
+            raise  # the group's help, as asked for by giving no command
         except click.UsageError as error:
             raise one_line(error, parent) from None
 
