@@ -80,6 +80,19 @@ def test_a_form_body_that_is_not_utf8_once_decoded_is_a_400(
     assert row_count(db_path) == 0
 
 
+def test_a_multipart_form_with_bytes_that_are_not_utf8_is_a_400(operator, token, db_path):
+    fields = {"csrf_token": token, "pipeline_type": "filtered", "expect_id": "0"}
+    parts = b"".join(
+        b'--XX\r\nContent-Disposition: form-data; name="%s"\r\n\r\n%s\r\n' % (name.encode(), value)
+        for name, value in [*((k, v.encode()) for k, v in fields.items()), ("reason", b"a\xffb")]
+    )
+    response = operator.post(
+        "/change/apply", data=parts + b"--XX--\r\n", content_type="multipart/form-data; boundary=XX"
+    )
+    assert response.status_code == 400 and "not UTF-8" in response.get_data(as_text=True)
+    assert row_count(db_path) == 0
+
+
 def test_a_well_encoded_form_body_is_written_as_typed(operator, token, db_path):
     reason = urllib.parse.quote("café – ✓ 100%")
     body = f"csrf_token={token}&pipeline_type=filtered&expect_id=0&reason={reason}"

@@ -11,8 +11,6 @@ from werkzeug.routing import BaseConverter, ValidationError
 from webapp.core.errors import InvalidInput
 from webapp.core.text import MAX_ID, check_urlencoded, whole_number
 
-FORM_TYPES = ("application/x-www-form-urlencoded",)
-
 
 class ChangeIdConverter(BaseConverter):
     """``<int:...>`` in our routes: ASCII digits, 0 to 2**63 - 1; anything else is a 404."""
@@ -35,8 +33,15 @@ def refuse_undecodable_input() -> None:
     if request.routing_exception is not None:
         return  # no route (404, 405): that answer, in the route's own format, comes first
     check_urlencoded(request.query_string, "the query string")
-    if request.mimetype in FORM_TYPES:
+    if request.mimetype == "application/x-www-form-urlencoded":
         check_urlencoded(request.get_data(cache=True), "the form")
+    elif request.mimetype == "multipart/form-data":
+        # No form of ours uploads files: every part is text, so the whole body is UTF-8 (werkzeug
+        # would read other bytes in a field as U+FFFD, stored as if typed).
+        try:
+            request.get_data(cache=True).decode("utf-8")
+        except UnicodeDecodeError:
+            raise InvalidInput("the form is not UTF-8 text: send UTF-8") from None
 
 
 def query_number(name: str, low: int = 0, high: int = MAX_ID) -> int | None:
