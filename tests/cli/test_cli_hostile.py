@@ -139,6 +139,8 @@ def test_every_user_option_takes_hostile_values_in_one_line(
         (["monitor", "--interval", "inf"], "--interval"),
         (["monitor", "--interval", "-1"], "--interval"),
         (["monitor", "--interval", "1e400"], "--interval"),
+        (["monitor", "--interval", "1_0"], "--interval"),
+        (["monitor", "--interval", "١"], "--interval"),
         (["monitor", "--count", "١"], "--count"),
         (["notify", "--interval", "nan"], "--interval"),
         (["notify", "--max-backoff", "nan"], "--max-backoff"),

@@ -109,7 +109,8 @@ class Seconds(click.ParamType):
 
     def convert(self, value, param, ctx):
         try:
-            number = float(value) if isinstance(value, float | int) or value.isascii() else None
+            plain = isinstance(value, float | int) or (value.isascii() and "_" not in value)
+            number = float(value) if plain else None  # float() takes "١٧" and "1_0" too
         except ValueError:
             number = None
         if number is None or not math.isfinite(number) or not self.low <= number <= self.high:
