@@ -182,7 +182,7 @@ def describe_conflict(expect_id: int, current: Change) -> str:
     """Explain a compare-and-set refusal: what is current now, who set it and when."""
     if current.is_default:
         return f"pipeline changed since version {expect_id}: nothing has been set yet"
-    when = timefmt.iso(current.updated_at) or "an unknown time"
+    when = timefmt.shown(current.updated_at, current.updated_at_text, "an unknown time")
     who = current.updated_by or "an unknown operator"
     return (
         f"pipeline changed since version {expect_id}: it is now {current.type_label} "

@@ -69,13 +69,14 @@ def parse(value) -> datetime | None:
         return None
 
 
-def shown(moment: datetime | None, text) -> str:
+def shown(moment: datetime | None, text, empty="no time recorded (unknown time)") -> str:
     """Return a stored time as a line shows it: ISO 8601 UTC, else the stored text and
-    *unknown time* (the dashboard's rule, for the CLI and the webhooks' sentence)."""
+    *unknown time* (the dashboard's rule, for the CLI and the webhooks' sentence); ``empty``
+    when the row holds nothing."""
     if moment is not None:
         return iso(moment)
     if text is None or text == "":
-        return "no time recorded (unknown time)"
+        return empty
     return f"{text} (unknown time)"
 
 

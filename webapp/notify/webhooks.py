@@ -126,9 +126,7 @@ def summary(change, previous) -> str:
         was = _shown(previous if previous in PIPELINE_TYPES else repr(previous))
     who = _shown(change.updated_by) if change.updated_by else "an unknown writer"
     via = f" via {_shown(change.source)}" if change.source else ""
-    when = "an unknown time"
-    if change.updated_at is not None or change.updated_at_text:
-        when = _shown(shown(change.updated_at, change.updated_at_text))
+    when = _shown(shown(change.updated_at, change.updated_at_text, "an unknown time"))
     text = f"Pipeline changed to {now}, was {was}: change #{change.id} by {who}{via} at {when}."
     if change.reason:
         text += f" Reason: {_shown(change.reason)}"
