@@ -5,14 +5,22 @@ The options are read from the click groups themselves, so a new option is covere
 """
 
 import json
+import sqlite3
 
 import click
 import pytest
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
+from rowlib import insert_row
 
 from webapp.cli.pipeline import pipeline_cli
 from webapp.cli.user import user_cli
+from webapp.core.store import PipelineStore
+
+LOOSE_TABLE = (
+    "CREATE TABLE pipeline_config (id INTEGER PRIMARY KEY AUTOINCREMENT, pipeline_type TEXT, "
+    "updated_at TIMESTAMP, updated_by TEXT, metadata TEXT)"
+)
 
 DOCUMENTED = {0, 2, 3, 4, 5}  # README: Exit codes (1 is "unexpected internal error")
 HOSTILE = [
@@ -208,3 +216,28 @@ def test_a_setting_in_other_digits_is_one_error_line(cli, monkeypatch, value):
         result = cli("get")
         assert result.exit_code == 2
         assert_one_error_line(result)
+
+
+def test_json_output_and_the_audit_line_hold_no_raw_c1_control(cli, db_path):
+    """A CSI (U+009B) or a bidi override in another tool's row is a \\u escape in every JSON
+    line a terminal may show: the same value for a JSON reader (issue 15.13)."""
+    hostile = "raw\x9b2J\u202e"
+    with PipelineStore(db_path) as store:
+        store.initialize()
+    conn = sqlite3.connect(db_path)
+    with conn:  # the seed table's CHECK refuses such a type: a table without it
+        conn.execute("DROP TABLE pipeline_config")
+        conn.execute(LOOSE_TABLE)
+    conn.close()
+    insert_row(db_path, hostile, "2026-11-25 10:00:00", updated_by=hostile)
+    result = cli("get", "--json")
+    assert result.exit_code == 0, result.output
+    assert "\x9b" not in result.stdout and "\u202e" not in result.stdout
+    assert "\\u009b" in result.stdout
+    record = json.loads(result.stdout)
+    assert record["pipeline_type"] == record["updated_by"] == hostile
+    result = cli("set", "filtered", "--reason", "r", "--json")
+    assert result.exit_code == 0, result.output
+    audit = result.stderr.strip().splitlines()[-1]
+    assert json.loads(audit)["from"] == hostile and "\x9b" not in audit
+    assert json.loads(result.stdout)["previous"] == hostile

@@ -8,7 +8,13 @@ from hypothesis import given
 from hypothesis import strategies as st
 
 from webapp.core.errors import InvalidInput
-from webapp.core.text import BIDI_CONTROLS, MAX_REASON, clean_text, terminal_safe
+from webapp.core.text import (
+    BIDI_CONTROLS,
+    MAX_REASON,
+    clean_text,
+    json_terminal_safe,
+    terminal_safe,
+)
 
 REFUSED = [
     ("new\nline", "U+000A"),
@@ -103,3 +109,21 @@ def test_terminal_safe_output_holds_nothing_a_terminal_acts_on(value):
 def test_terminal_safe_escapes_readably():
     assert terminal_safe("a\x1b[2Jb\nc\u202e") == "a\\x1b[2Jb\\x0ac\\u202e"
     assert terminal_safe(None) == ""
+
+
+json_values = st.recursive(
+    st.none() | st.booleans() | st.integers() | st.text(),
+    lambda children: (
+        st.lists(children, max_size=4) | st.dictionaries(st.text(), children, max_size=4)
+    ),
+    max_leaves=12,
+)
+
+
+@given(json_values)
+def test_json_for_terminals_is_the_same_value_with_nothing_a_terminal_acts_on(value):
+    """Issue 15.13: --json output and the audit line carry no raw C1 control or bidi override."""
+    text = json.dumps(value, ensure_ascii=False)
+    shown = json_terminal_safe(text)
+    assert json.loads(shown) == value
+    assert not any(is_refused_char(char) or char in "\u200e\u200f\u061c" for char in shown)

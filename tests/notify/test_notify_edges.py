@@ -1,6 +1,7 @@
 """The notifier with rows at the edge of the calendar (issue 15.1), and what it writes to its
 log from stored text and receivers (issue 15.13): real processes, a real receiver."""
 
+import json
 import os
 import pty
 import signal
@@ -142,21 +143,8 @@ def read_all(fd) -> bytes:
     return b"".join(chunks)
 
 
-@pytest.mark.slow
-def test_history_csv_is_escaped_on_a_terminal_and_exact_in_a_pipe(db_path):
-    with PipelineStore(db_path) as store:
-        store.set("raw", updated_by="ops", reason=f"first {ESCAPE.replace(chr(27), '')}")
-    conn = sqlite3.connect(db_path)
-    with conn:
-        conn.execute(
-            "INSERT INTO pipeline_config (pipeline_type, updated_at, updated_by, metadata) "
-            "VALUES ('filtered', '2026-11-25 10:00:00', ?, NULL)",
-            (f"tool{ESCAPE}\r\n2026-01-01 fake,row",),
-        )
-    conn.close()
-    args = ("--db", db_path, "history", "--format", "csv")
-    piped = run_cli(*args, entrance="pipeline-manager", timeout=WAIT)
-    assert piped.returncode == 0 and f'"tool{ESCAPE}' in piped.stdout  # data: exact
+def on_a_terminal(*args) -> str:
+    """Run ``pipeline-manager ARGS`` with stdout on a pseudo-terminal; return what it showed."""
     controller, terminal = pty.openpty()
     process = subprocess.Popen(
         cli_command(*args, entrance="pipeline-manager"),
@@ -170,6 +158,23 @@ def test_history_csv_is_escaped_on_a_terminal_and_exact_in_a_pipe(db_path):
     os.close(controller)
     assert process.wait(WAIT) == 0, process.stderr.read()
     process.stderr.close()
-    assert "\x1b" not in shown
-    assert "tool\\x1b[2J\\x1b[31m\\x0d\\x0a2026-01-01 fake,row" in shown
+    return shown
+
+
+@pytest.mark.slow
+def test_history_exports_are_escaped_on_a_terminal_and_exact_in_a_pipe(db_path):
+    """CSV and JSON are data, exact in a file or a pipe; a terminal gets them escaped: CSV cell
+    by cell (``\\x1b``), JSON with ``\\u`` escapes (the same values)."""
+    with PipelineStore(db_path) as store:
+        store.set("raw", updated_by="ops", reason="first")
+    insert_row(db_path, "filtered", "2026-11-25 10:00:00", f"tool{ESCAPE}\x9b2J\r\n2026 fake,row")
+    args = ("--db", db_path, "history", "--format")
+    piped = run_cli(*args, "csv", entrance="pipeline-manager", timeout=WAIT)
+    assert piped.returncode == 0 and f'"tool{ESCAPE}\x9b2J' in piped.stdout  # data: exact
+    shown = on_a_terminal(*args, "csv")
+    assert "\x1b" not in shown and "\x9b" not in shown
+    assert "tool\\x1b[2J\\x1b[31m\\x9b2J\\x0d\\x0a2026 fake,row" in shown
     assert len(shown.splitlines()) == 3  # the header and two rows: no fake line
+    shown = on_a_terminal(*args, "json")
+    assert "\x9b" not in shown and "\\u009b2J" in shown
+    assert json.loads(shown)[0]["updated_by"] == f"tool{ESCAPE}\x9b2J\r\n2026 fake,row"

@@ -175,7 +175,7 @@ def history_command(ctx, limit, show_all, output_format, as_json):
         # Read the first row before printing anything: a bad database is one Error: line.
         rows = itertools.chain(list(itertools.islice(rows, 1)), rows)
         if as_json or output_format == "json":
-            write_json(rows, store.buckets, sys.stdout)
+            write_json(rows, store.buckets, sys.stdout, terminal=sys.stdout.isatty())
             click.echo()
             return
         if output_format == "csv":

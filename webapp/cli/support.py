@@ -13,7 +13,7 @@ from webapp.core.config import EMBEDDED_DB, load_settings
 from webapp.core.errors import InvalidInput, PipelineError
 from webapp.core.events import logger_on_stderr
 from webapp.core.store import PipelineStore
-from webapp.core.text import MAX_ID, terminal_safe, whole_number
+from webapp.core.text import MAX_ID, json_terminal_safe, terminal_safe, whole_number
 from webapp.core.timefmt import shown
 
 
@@ -207,7 +207,8 @@ def default_operator() -> str:
 
 
 def echo_json(value) -> None:
-    click.echo(json.dumps(value, ensure_ascii=False, allow_nan=False))
+    """Print ``value`` as one line of strict JSON, with nothing a terminal acts on left raw."""
+    click.echo(json_terminal_safe(json.dumps(value, ensure_ascii=False, allow_nan=False)))
 
 
 def safe(value) -> str:

@@ -14,7 +14,7 @@ import json
 
 from webapp.core.changes import decode_metadata, previous_type, stamp_text, stored_text
 from webapp.core.pipelines import PIPELINE_TYPES
-from webapp.core.text import terminal_safe
+from webapp.core.text import json_terminal_safe, terminal_safe
 
 CSV_FIELDS = (
     "id",
@@ -140,7 +140,8 @@ def _terminal_safe_csv(chunks):
         buffer.truncate()
 
 
-def write_json(rows, buckets, stream) -> None:
-    """Write the JSON array of the records of ``rows`` to ``stream`` as it is produced."""
+def write_json(rows, buckets, stream, terminal=False) -> None:
+    """Write the JSON array of the records of ``rows`` to ``stream`` as it is produced (to a
+    ``terminal``: C1 controls and bidi characters as ``\\u`` escapes, the same JSON values)."""
     for chunk in json_chunks(rows, buckets):
-        stream.write(chunk)
+        stream.write(json_terminal_safe(chunk) if terminal else chunk)

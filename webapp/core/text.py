@@ -117,6 +117,22 @@ def terminal_safe(text) -> str:
     return "".join(_escape(char) if _unsafe(char) else char for char in text)
 
 
+def json_terminal_safe(text: str) -> str:
+    """Return JSON ``text`` with every character a terminal could act on written as a ``\\u``
+    escape: the same JSON value, safe to print (``ensure_ascii=False`` leaves C1 controls such
+    as U+009B, a CSI, and bidi overrides raw). TAB, LF and CR stay: strict JSON holds them
+    only as whitespace between tokens, where an escape would not be JSON."""
+    if not any(_unsafe(char) and char not in _JSON_SPACE for char in text):
+        return text
+    return "".join(
+        f"\\u{ord(char):04x}" if _unsafe(char) and char not in _JSON_SPACE else char
+        for char in text
+    )
+
+
+_JSON_SPACE = frozenset("\t\n\r")
+
+
 def _unsafe(char: str) -> bool:
     return char in BIDI_MARKS or forbidden(char)
 
