@@ -108,7 +108,7 @@ def list_command(users_file):
     if found.problem:
         raise unusable_file(f"the users file {path} {found.problem}")
     for name in sorted(found.users):
-        click.echo(name)
+        click.echo(terminal_safe(name))  # a hand-edited file may hold anything
     for number, why in found.skipped:
         click.echo(f"line {number}: {terminal_safe(why)}; it never matches", err=True)
 
