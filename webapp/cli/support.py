@@ -132,20 +132,18 @@ def settings(ctx) -> dict:
     return root.meta["pipeline.settings"]
 
 
-def a_path(ctx, param, value):
+def a_path(ctx, param, value, what="a file"):
     """Take a file path option: empty or holding NUL, it names no file (one usage line)."""
-    if value is not None and (not value.strip() or "\x00" in value):
-        raise click.BadParameter("must name a file (got an empty path or a NUL byte)")
+    if value is not None and not value.strip():
+        raise click.BadParameter(f"must name {what} (got an empty path)")
+    if value is not None and "\x00" in value:  # no file system holds such a name
+        raise click.BadParameter(f"must name {what} (got a path with a NUL byte)")
     return value
 
 
 def remember_db(ctx, param, value):
     """Take ``--db`` before or after the subcommand; the later one wins."""
-    if value is not None:
-        if not value.strip():
-            raise click.BadParameter("must name a database file (got an empty path)")
-        if "\x00" in value:  # no file system holds such a name
-            raise click.BadParameter("must name a database file (got a path with a NUL byte)")
+    if a_path(ctx, param, value, "a database file") is not None:
         ctx.find_root().meta["pipeline.db"] = value
     return value
 
