@@ -5,6 +5,7 @@ The options are read from the click groups themselves, so a new option is covere
 """
 
 import json
+import os
 import sqlite3
 
 import click
@@ -58,6 +59,14 @@ HOSTILE = [
 hostile_values = st.one_of(st.sampled_from(HOSTILE), st.text(max_size=30))
 
 
+@pytest.fixture(autouse=True)
+def nothing_created_in_the_working_directory():
+    """No hostile value may make a file where the command runs (the checkout, here)."""
+    before = set(os.listdir())
+    yield
+    assert set(os.listdir()) == before
+
+
 def options_of(group):
     """Return (command, option flag) for every option that takes a value, and each argument."""
     found = []
@@ -93,8 +102,10 @@ def pipeline_args(command, option, value, missing_db):
         args += [value if option is None else "filtered", "--reason", "r"]
     if command == "monitor":
         args = ["--db", missing_db, *args]  # a valid value ends at the missing file (exit 5)
-    if command == "notify":
-        args += ["--from-id", "99999"] if option != "--from-id" else ["--webhook", "ftp://x"]
+    if command == "notify" and option in ("--from-id", "--metrics-port"):
+        args += ["--webhook", "ftp://x"]  # refused before any port is bound (exit 2)
+    elif command == "notify":
+        args += ["--from-id", "99999"]  # past the newest change: refused at start (exit 2)
     if option is not None:
         args += [option, value]
     return args
@@ -111,8 +122,9 @@ HYPOTHESIS = settings(
 def test_every_pipeline_option_takes_hostile_values_in_one_line(
     cli, tmp_path, command, option, value
 ):
-    if option == "--state":  # a path of ours: the hostile text is its name
-        value = str(tmp_path / value.replace("/", "_").replace("\x00", "_")) if value else value
+    if option in ("--state", "--metrics-file") and value.strip():
+        # Files the command writes: the hostile text is their name, in tmp_path (a NUL stays).
+        value = str(tmp_path / value.replace("/", "_"))
     result = cli(*pipeline_args(command, option, value, str(tmp_path / "missing.db")))
     assert_one_error_line(result)
 
@@ -124,6 +136,8 @@ def test_every_user_option_takes_hostile_values_in_one_line(
     runner, tmp_path, command, option, value
 ):
     users_file = str(tmp_path / "users.htpasswd")
+    if option == "--users-file" and not value.startswith("/") and value.strip():
+        value = str(tmp_path / value)  # relative: in tmp_path, never in the checkout
     args = ["user", command]
     if command in ("add", "remove"):
         args.append(value if option is None else "alice")
@@ -241,3 +255,19 @@ def test_json_output_and_the_audit_line_hold_no_raw_c1_control(cli, db_path):
     audit = result.stderr.strip().splitlines()[-1]
     assert json.loads(audit)["from"] == hostile and "\x9b" not in audit
     assert json.loads(result.stdout)["previous"] == hostile
+
+
+@pytest.mark.parametrize(
+    "args",
+    [
+        ["--from-id", "99999", "--webhook", "https://hooks.example.org/x"],
+        ["--db", "missing.db", "--webhook", "https://hooks.example.org/x"],
+        ["--webhook", "http://[::1"],
+    ],
+)
+def test_notify_refused_at_start_makes_no_file(cli, tmp_path, args):
+    state, metrics = tmp_path / "state.json", tmp_path / "notify.prom"
+    result = cli("notify", *args, "--state", state, "--metrics-file", metrics)
+    assert result.exit_code in (2, 5)
+    assert_one_error_line(result)
+    assert sorted(tmp_path.iterdir()) == sorted(tmp_path.glob("sensor_data.db*"))

@@ -280,7 +280,7 @@ def notify_command(
     """
     # Imported here: the other commands start fast on small boards without them.
     from webapp.core.config import webhook_secret
-    from webapp.notify.notifier import Notifier
+    from webapp.notify.notifier import Notifier, check_from_id
     from webapp.notify.service import logging_to_stderr, serve
     from webapp.notify.state import NotifyState, default_path
     from webapp.notify.webhooks import parse_webhooks, split_setting
@@ -288,9 +288,10 @@ def notify_command(
     config = settings(ctx)
     hooks = parse_webhooks(webhook_urls or split_setting(config.get("WEBHOOKS")))
     secret = webhook_secret(config)
-    with open_store(ctx) as store:  # each thread of the notifier opens its own connection
-        store.current()  # usable now, before a state or lock file is made beside it
-        database = store.path
+    # Usable now, before a state, lock or metrics file is made (each thread opens its own).
+    with open_store(ctx) as store:
+        newest, database = store.current().version, store.path
+    check_from_id(from_id, newest)
     state = NotifyState.open(state_path or default_path(database))
     notifier = Notifier(
         functools.partial(open_store, ctx),

@@ -174,6 +174,12 @@ class Delivery(threading.Thread):
             )
 
 
+def check_from_id(from_id, newest: int) -> None:
+    """Refuse a ``--from-id`` past the newest change (the notifier would wait for ids to come)."""
+    if from_id is not None and from_id > newest:
+        raise InvalidInput(f"--from-id {from_id} is past the newest change (#{newest})")
+
+
 class Notifier:
     """Watch the database; run one :class:`Delivery` per webhook until stopped."""
 
@@ -213,8 +219,7 @@ class Notifier:
         self.store = self.open_store()
         self.watcher = Watcher(self.store, warn=lambda line: LOG.warning("%s", line))
         newest = self.watcher.start().version
-        if self.from_id is not None and self.from_id > newest:
-            raise InvalidInput(f"--from-id {self.from_id} is past the newest change (#{newest})")
+        check_from_id(self.from_id, newest)
         self.feed = Feed(newest)
         self.state.database = os.path.abspath(self.store.path)
         saved_database = self.state.saved_database
