@@ -218,3 +218,21 @@ def until(condition, timeout=WAIT, what="condition"):
         if time.monotonic() > deadline:
             raise AssertionError(f"{what} not met within {timeout} s")
         time.sleep(0.02)
+
+
+def serve_once(handler_body):
+    """Serve ``handler_body(handler)`` for GET/POST on a free loopback port; return the server."""
+
+    class Handler(BaseHTTPRequestHandler):
+        def do_POST(self):  # noqa: N802
+            handler_body(self)
+
+        do_GET = do_POST  # noqa: N815
+
+        def log_message(self, format, *args):
+            pass
+
+    server = ThreadingHTTPServer(("127.0.0.1", 0), Handler)
+    server.daemon_threads = True
+    threading.Thread(target=server.serve_forever, daemon=True).start()
+    return server

@@ -314,7 +314,7 @@ def test_user_list_names_operators_and_warns_about_unusable_lines(runner, tmp_pa
     users.unlink()
     users.mkdir()
     result = runner.invoke(args=["user", "list", "--users-file", str(users)])
-    assert result.exit_code == 1
+    assert result.exit_code == 5  # README: Exit codes (a users file it cannot use)
     assert result.output == (
         f"Error: the users file {users} cannot be read (is a directory, not a file)\n"
     )

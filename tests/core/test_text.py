@@ -8,7 +8,13 @@ from hypothesis import given
 from hypothesis import strategies as st
 
 from webapp.core.errors import InvalidInput
-from webapp.core.text import BIDI_CONTROLS, MAX_REASON, clean_text, terminal_safe
+from webapp.core.text import (
+    BIDI_CONTROLS,
+    MAX_REASON,
+    clean_text,
+    json_terminal_safe,
+    terminal_safe,
+)
 
 REFUSED = [
     ("new\nline", "U+000A"),
@@ -59,17 +65,35 @@ def is_refused_char(char):
     return char in BIDI_CONTROLS or unicodedata.category(char) in {"Cc", "Cs", "Zl", "Zp"}
 
 
-@given(st.text(max_size=50))
+EDGE_CHARACTERS = ["\n", "\r\n", "\t", "\x1c", "\x1f", "\x85", "\u2028", "\u2029", "\x0b", "\x0c"]
+
+
+@given(
+    st.one_of(
+        st.text(max_size=50),
+        # Refused characters at the ends, where str.strip() would have removed them (15.8).
+        st.tuples(st.sampled_from(EDGE_CHARACTERS), st.text(max_size=10), st.booleans()).map(
+            lambda t: t[0] + t[1] if t[2] else t[1] + t[0]
+        ),
+    )
+)
 def test_clean_text_accepts_exactly_the_text_without_refused_characters(value):
-    stripped = value.strip()
+    """The rule is applied to the text as given, before any stripping (issue 15.8)."""
     try:
         cleaned = clean_text(value, "reason", MAX_REASON)
     except InvalidInput:
-        assert any(is_refused_char(char) for char in stripped)
+        assert any(is_refused_char(char) for char in value)
     else:
-        assert cleaned == (stripped or None)
-        assert not any(is_refused_char(char) for char in stripped)
+        assert cleaned == (value.strip() or None)
+        assert not any(is_refused_char(char) for char in value)
         json.dumps(cleaned, ensure_ascii=False).encode("utf-8")  # storable and printable
+
+
+@pytest.mark.parametrize("edge", EDGE_CHARACTERS)
+def test_refused_characters_at_either_end_are_refused_not_stripped(edge):
+    for value in (f"{edge}why", f"why{edge}"):
+        with pytest.raises(InvalidInput, match="must be one line of plain text"):
+            clean_text(value, "reason", MAX_REASON)
 
 
 @given(st.text())
@@ -85,3 +109,21 @@ def test_terminal_safe_output_holds_nothing_a_terminal_acts_on(value):
 def test_terminal_safe_escapes_readably():
     assert terminal_safe("a\x1b[2Jb\nc\u202e") == "a\\x1b[2Jb\\x0ac\\u202e"
     assert terminal_safe(None) == ""
+
+
+json_values = st.recursive(
+    st.none() | st.booleans() | st.integers() | st.text(),
+    lambda children: (
+        st.lists(children, max_size=4) | st.dictionaries(st.text(), children, max_size=4)
+    ),
+    max_leaves=12,
+)
+
+
+@given(json_values)
+def test_json_for_terminals_is_the_same_value_with_nothing_a_terminal_acts_on(value):
+    """Issue 15.13: --json output and the audit line carry no raw C1 control or bidi override."""
+    text = json.dumps(value, ensure_ascii=False)
+    shown = json_terminal_safe(text)
+    assert json.loads(shown) == value
+    assert not any(is_refused_char(char) or char in "\u200e\u200f\u061c" for char in shown)

@@ -30,6 +30,7 @@ def test_get_pipeline_default_then_etag_and_304(api, db_path):
         "updated_at": None,
         "updated_by": None,
         "metadata": {},
+        "previous": None,
         "default": True,
     }
     with PipelineStore(db_path) as store:

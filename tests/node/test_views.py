@@ -844,7 +844,9 @@ def test_unreadable_times_and_metadata_are_shown_as_stored(operator, hostile_db)
     assert listed[4].one("span", cls="who").text() == LONG_NAME
     assert "\ufffd" in listed[5].one("span", cls="who").text()
     assert listed[6].one("p", cls="reason").text().endswith("No reason recorded")
-    assert listed[1].one("span", cls="from").text() == "(not recorded)"
+    # No "previous" in its metadata: the type of the row before it (issue 16.4, as every path).
+    assert listed[5].one("span", cls="from").text() == "aggregated"  # change #5
+    assert listed[1].one("span", cls="from").text() == "(default)"  # #1: no row before it
 
 
 def test_timeline_draws_other_types_and_odd_times_without_breaking(operator, hostile_db):

@@ -456,16 +456,18 @@ def test_state_ahead_of_a_restored_database_rewinds_to_its_newest_change(db_path
     assert f"newest change is #{newest}, older than #50 already handled" in caplog.text
 
 
-def test_previous_is_the_type_of_the_row_before_whoever_wrote_it(db_path, tmp_path):
+def test_previous_is_the_metadata_record_else_the_type_of_the_row_before(db_path, tmp_path):
+    """One rule on every path (issue 16.4): what metadata records, else the row before's type."""
     set_in_process(db_path, "filtered")
     with Receiver() as receiver, InProcess(db_path, [receiver.url], tmp_path / "s.json"):
         first = insert_row(db_path, "aggregated", "tool", None)
-        second = insert_row(db_path, "raw", "tool", '{"previous": "not what it was"}')
+        second = insert_row(db_path, "raw", "tool", '{"previous": "recorded by the tool"}')
         posts = receiver.acknowledged_until(second)
     assert [(p.change_id, p.record["previous"]) for p in posts] == [
         (first, "filtered"),
-        (second, "aggregated"),
+        (second, "recorded by the tool"),
     ]
+    assert "was filtered:" in posts[0].record["text"]
 
 
 def test_a_delivery_thread_that_breaks_ends_the_watch_loop_with_an_error(

@@ -4,10 +4,9 @@ import json
 import sqlite3
 import threading
 import time
-from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 
 import pytest
-from hooklib import TOKEN, Receiver
+from hooklib import TOKEN, Receiver, serve_once
 
 from webapp.core.errors import InvalidInput
 from webapp.core.store import PipelineStore
@@ -166,24 +165,6 @@ def test_a_2xx_is_acknowledged_and_anything_else_is_a_failure():
             webhooks.post(webhook, b"{}", {})
     with pytest.raises(DeliveryFailed, match="refused"):
         webhooks.post(webhook, b"{}", {})
-
-
-def serve_once(handler_body):
-    """Serve ``handler_body(handler)`` for GET/POST on a free loopback port; return the server."""
-
-    class Handler(BaseHTTPRequestHandler):
-        def do_POST(self):  # noqa: N802
-            handler_body(self)
-
-        do_GET = do_POST  # noqa: N815
-
-        def log_message(self, format, *args):
-            pass
-
-    server = ThreadingHTTPServer(("127.0.0.1", 0), Handler)
-    server.daemon_threads = True
-    threading.Thread(target=server.serve_forever, daemon=True).start()
-    return server
 
 
 def test_a_redirect_is_not_followed():

@@ -17,6 +17,9 @@ import click
 from webapp.cli.migrate import migrate_command
 from webapp.cli.support import (
     OneLineUsageErrors,
+    Seconds,
+    WholeNumber,
+    a_path,
     audit_on_stderr,
     click_error,
     database_line,
@@ -29,10 +32,10 @@ from webapp.cli.support import (
     reports_errors,
     safe,
     settings,
+    when_set,
 )
 from webapp.core.pipelines import PIPELINE_TYPES
 from webapp.core.text import terminal_safe
-from webapp.core.timefmt import iso
 
 TYPE_METAVAR = "{" + "|".join(PIPELINE_TYPES) + "}"
 
@@ -78,9 +81,8 @@ def get_command(ctx, as_json):
         if change.is_default:
             click.echo("set:      never (default)")
         else:
-            when = iso(change.updated_at) or safe(change.updated_at_text)
             click.echo(
-                f"set:      {when} by {safe(change.updated_by)} "
+                f"set:      {when_set(change)} by {safe(change.updated_by)} "
                 f"(change #{change.id}, via {safe(change.source)})"
             )
         if change.reason:
@@ -99,7 +101,7 @@ def get_command(ctx, as_json):
 )
 @click.option(
     "--expect-id",
-    type=click.IntRange(min=0),
+    type=WholeNumber(0),
     metavar="N",
     help="Only change if the current change id is N (0 = never set); else exit 3.",
 )
@@ -141,7 +143,7 @@ def set_command(ctx, pipeline_type, updated_by, reason, expect_id, as_json):
 @db_option
 @click.option(
     "--limit",
-    type=click.IntRange(min=1),
+    type=WholeNumber(1),
     default=20,
     show_default=True,
     help="How many changes to show, newest first.",
@@ -174,11 +176,11 @@ def history_command(ctx, limit, show_all, output_format, as_json):
         # Read the first row before printing anything: a bad database is one Error: line.
         rows = itertools.chain(list(itertools.islice(rows, 1)), rows)
         if as_json or output_format == "json":
-            write_json(rows, store.buckets, sys.stdout)
+            write_json(rows, store.buckets, sys.stdout, terminal=sys.stdout.isatty())
             click.echo()
             return
         if output_format == "csv":
-            write_csv(rows, store.buckets, sys.stdout)
+            write_csv(rows, store.buckets, sys.stdout, terminal=sys.stdout.isatty())
             return
         click.echo(database_line(store))
         empty = True
@@ -192,7 +194,7 @@ def history_command(ctx, limit, show_all, output_format, as_json):
 @pipeline_cli.command("monitor")
 @db_option
 @interval_option("Seconds between checks.")
-@click.option("--count", type=click.IntRange(min=1), help="Stop after N changes (for scripts).")
+@click.option("--count", type=WholeNumber(1), help="Stop after N changes (for scripts).")
 @click.option("--json", "as_json", is_flag=True, help="Print JSON lines.")
 @click.pass_context
 @reports_errors
@@ -237,29 +239,31 @@ def monitor_command(ctx, interval, count, as_json):
     "--state",
     "state_path",
     metavar="PATH",
+    callback=a_path,
     help="Where each webhook's last acknowledged change is kept. "
     "Default: pipeline-notify-state.json beside the database.",
 )
 @click.option(
     "--from-id",
-    type=click.IntRange(min=0),
+    type=WholeNumber(0),
     metavar="N",
     help="A webhook with no state yet gets every change after N (default: only new changes).",
 )
 @click.option(
     "--metrics-port",
-    type=click.IntRange(min=1, max=65535),
+    type=WholeNumber(1, 65535),
     metavar="PORT",
     help="Serve Prometheus /metrics and /healthz on PORT (all interfaces).",
 )
 @click.option(
     "--metrics-file",
     metavar="PATH",
+    callback=a_path,
     help="Write the metrics to PATH (node_exporter's textfile collector).",
 )
 @click.option(
     "--max-backoff",
-    type=click.FloatRange(min=0.1, max=3600),
+    type=Seconds(0.1, 3600),
     default=60.0,
     show_default=True,
     metavar="SECONDS",
@@ -278,7 +282,7 @@ def notify_command(
     """
     # Imported here: the other commands start fast on small boards without them.
     from webapp.core.config import webhook_secret
-    from webapp.notify.notifier import Notifier
+    from webapp.notify.notifier import Notifier, check_from_id
     from webapp.notify.service import logging_to_stderr, serve
     from webapp.notify.signing import check_key
     from webapp.notify.state import NotifyState, default_path
@@ -288,7 +292,10 @@ def notify_command(
     hooks = parse_webhooks(webhook_urls or split_setting(config.get("WEBHOOKS")))
     secret = webhook_secret(config)
     check_key(hooks, secret)
-    database = open_store(ctx).path  # each thread of the notifier opens its own connection
+    # Usable now, before a state, lock or metrics file is made (each thread opens its own).
+    with open_store(ctx) as store:
+        newest, database = store.current().version, store.path
+    check_from_id(from_id, newest)
     state = NotifyState.open(state_path or default_path(database))
     notifier = Notifier(
         functools.partial(open_store, ctx),

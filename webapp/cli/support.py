@@ -4,6 +4,7 @@ entrance, ``--db`` before or after the command, and terminal-safe output. No Fla
 
 import functools
 import json
+import math
 import os
 
 import click
@@ -12,8 +13,8 @@ from webapp.core.config import EMBEDDED_DB, load_settings
 from webapp.core.errors import InvalidInput, PipelineError
 from webapp.core.events import logger_on_stderr
 from webapp.core.store import PipelineStore
-from webapp.core.text import terminal_safe
-from webapp.core.timefmt import iso
+from webapp.core.text import MAX_ID, json_terminal_safe, terminal_safe, whole_number
+from webapp.core.timefmt import shown
 
 
 def click_error(error: PipelineError) -> click.ClickException:
@@ -52,17 +53,69 @@ def command_hint(ctx) -> str:
 class OneLineUsageErrors(click.Group):
     """A command group whose usage errors are one ``Error:`` line (exit 2), like our own errors."""
 
+    def make_context(self, info_name, args, parent=None, **extra):
+        # The group's own options (``--db ''`` before the command) are parsed here, not in
+        # invoke(): the same one line for them.
+        try:
+            return super().make_context(info_name, args, parent=parent, **extra)
+        except click.exceptions.NoArgsIsHelpError:
+            raise  # the group's help, as asked for by giving no command
+        except click.UsageError as error:
+            raise one_line(error, parent) from None
+
     def invoke(self, ctx):
         try:
             return super().invoke(ctx)
         except click.UsageError as error:
-            # click would print the usage block and a hint above the error; operators and
-            # scripts get the one line that matters, and --help is named for the rest.
-            where = command_hint(error.ctx or ctx)
-            message = terminal_safe(error.format_message())
-            line = click.ClickException(f"{message} (see: {where} --help)")
-            line.exit_code = error.exit_code
-            raise line from None
+            raise one_line(error, ctx) from None
+
+
+def one_line(error: click.UsageError, ctx) -> click.ClickException:
+    """Return a usage error as one ``Error:`` line naming --help (exit 2).
+
+    click would print the usage block and a hint above the error; operators and scripts get
+    the one line that matters, and --help is named for the rest.
+    """
+    where = command_hint(error.ctx or ctx) if (error.ctx or ctx) else "--help"
+    message = terminal_safe(error.format_message())
+    line = click.ClickException(f"{message} (see: {where} --help)")
+    line.exit_code = error.exit_code
+    return line
+
+
+class WholeNumber(click.ParamType):
+    """A whole number option from ``low`` to ``high``, read by core.text's one integer parser:
+    ASCII digits only ("١٧", "1_0" and "+3" are refused) and never past SQLite's integers."""
+
+    name = "integer"
+
+    def __init__(self, low: int = 0, high: int = MAX_ID):
+        self.low, self.high = low, high
+
+    def convert(self, value, param, ctx):
+        try:
+            return whole_number(value, "the value", self.low, self.high)
+        except InvalidInput as error:
+            self.fail(str(error).replace("the value ", ""), param, ctx)
+
+
+class Seconds(click.ParamType):
+    """A number of seconds from ``low`` to ``high``: ASCII decimal, finite (no nan or inf)."""
+
+    name = "seconds"
+
+    def __init__(self, low: float, high: float):
+        self.low, self.high = low, high
+
+    def convert(self, value, param, ctx):
+        try:
+            plain = isinstance(value, float | int) or (value.isascii() and "_" not in value)
+            number = float(value) if plain else None  # float() takes "١٧" and "1_0" too
+        except ValueError:
+            number = None
+        if number is None or not math.isfinite(number) or not self.low <= number <= self.high:
+            self.fail(f"must be a number of seconds from {self.low:g} to {self.high:g}", param, ctx)
+        return number
 
 
 def settings(ctx) -> dict:
@@ -79,11 +132,18 @@ def settings(ctx) -> dict:
     return root.meta["pipeline.settings"]
 
 
+def a_path(ctx, param, value, what="a file"):
+    """Take a file path option: empty or holding NUL, it names no file (one usage line)."""
+    if value is not None and not value.strip():
+        raise click.BadParameter(f"must name {what} (got an empty path)")
+    if value is not None and "\x00" in value:  # no file system holds such a name
+        raise click.BadParameter(f"must name {what} (got a path with a NUL byte)")
+    return value
+
+
 def remember_db(ctx, param, value):
     """Take ``--db`` before or after the subcommand; the later one wins."""
-    if value is not None:
-        if not value.strip():
-            raise click.BadParameter("must name a database file (got an empty path)")
+    if a_path(ctx, param, value, "a database file") is not None:
         ctx.find_root().meta["pipeline.db"] = value
     return value
 
@@ -101,7 +161,7 @@ def interval_option(help_text: str):
     """``--interval SECONDS``, as ``monitor`` and ``notify`` take it."""
     return click.option(
         "--interval",
-        type=click.FloatRange(min=0.05, max=3600),
+        type=Seconds(0.05, 3600),
         default=1.0,
         show_default=True,
         metavar="SECONDS",
@@ -152,16 +212,22 @@ def default_operator() -> str:
 
 
 def echo_json(value) -> None:
-    click.echo(json.dumps(value, ensure_ascii=False, allow_nan=False))
+    """Print ``value`` as one line of strict JSON, with nothing a terminal acts on left raw."""
+    click.echo(json_terminal_safe(json.dumps(value, ensure_ascii=False, allow_nan=False)))
 
 
 def safe(value) -> str:
     return terminal_safe("?" if value is None else value)
 
 
+def when_set(change) -> str:
+    """Return when ``change`` was made: ISO 8601 UTC, else the stored text and *unknown time*."""
+    return terminal_safe(shown(change.updated_at, change.updated_at_text))
+
+
 def describe(change) -> str:
     """Return one terminal-safe line for a change: when, from → to, who, reason."""
-    when = iso(change.updated_at) or safe(change.updated_at_text)
+    when = when_set(change)
     previous = safe(change.previous or "(default)")
     line = f"{when}  #{change.id}  {previous} → {safe(change.type_label)}"
     line += f" ({safe(change.bucket)})" if change.managed else ""

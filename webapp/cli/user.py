@@ -12,7 +12,8 @@ from flask.cli import AppGroup
 
 from webapp.accounts import users
 from webapp.accounts.users_file import Rewrite, check_target, remove_account, set_password
-from webapp.cli.support import OneLineUsageErrors, reports_errors
+from webapp.cli.support import OneLineUsageErrors, WholeNumber, a_path, reports_errors
+from webapp.core.errors import InvalidInput
 from webapp.core.text import terminal_safe
 
 
@@ -32,6 +33,7 @@ user_cli = UserGroup(
 users_file_option = click.option(
     "--users-file",
     metavar="PATH",
+    callback=a_path,
     help="htpasswd file. Default: $PIPELINE_USERS_FILE.",
 )
 
@@ -52,7 +54,7 @@ def written(action: str, name: str, result: Rewrite) -> str:
 @click.argument("name")
 @users_file_option
 @click.option("--password-stdin", is_flag=True, help="Read the password from one line of stdin.")
-@click.option("--rounds", type=click.IntRange(4, 16), default=12, show_default=True, hidden=True)
+@click.option("--rounds", type=WholeNumber(4, 16), default=12, show_default=True, hidden=True)
 @reports_errors
 def add_command(name, users_file, password_stdin, rounds):
     """Add operator NAME, or set a new password if NAME exists (bcrypt, like htpasswd -B).
@@ -70,16 +72,7 @@ def add_command(name, users_file, password_stdin, rounds):
     # Everything that can be checked is checked before the password is typed (twice).
     name = users.validate_name(name)
     check_target(path)
-    if password_stdin:
-        password = sys.stdin.readline().rstrip("\r\n")
-    elif not (sys.stdin and sys.stdin.isatty()):
-        raise click.UsageError(
-            "no terminal to ask for the password: pass it on stdin with --password-stdin, "
-            f"e.g. printf '%s\\n' \"$PASSWORD\" | flask --app webapp user add {name} "
-            "--users-file PATH --password-stdin"
-        )
-    else:
-        password = click.prompt("Password", hide_input=True, confirmation_prompt=True)
+    password = read_password(password_stdin, name)
     result = rewriting(path, lambda: set_password(path, name, password, rounds))
     click.echo(written("added" if result.account_created else "updated", name, result))
 
@@ -115,11 +108,33 @@ def list_command(users_file):
     path = file_path(users_file)
     found = users.load(path)
     if found.problem:
-        raise click.ClickException(f"the users file {path} {found.problem}")
+        raise unusable_file(f"the users file {path} {found.problem}")
     for name in sorted(found.users):
-        click.echo(name)
+        click.echo(terminal_safe(name))  # a hand-edited file may hold anything
     for number, why in found.skipped:
         click.echo(f"line {number}: {terminal_safe(why)}; it never matches", err=True)
+
+
+def read_password(from_stdin: bool, name: str) -> str:
+    """Read the new password from stdin or the terminal; bytes that are not UTF-8 are refused."""
+    if not from_stdin and not (sys.stdin and sys.stdin.isatty()):
+        raise click.UsageError(
+            "no terminal to ask for the password: pass it on stdin with --password-stdin, "
+            f"e.g. printf '%s\\n' \"$PASSWORD\" | flask --app webapp user add {name} "
+            "--users-file PATH --password-stdin"
+        )
+    try:
+        if from_stdin:
+            password = sys.stdin.readline().rstrip("\r\n")
+        else:
+            password = click.prompt("Password", hide_input=True, confirmation_prompt=True)
+        password.encode("utf-8")  # a C locale reads other bytes as lone surrogates
+    except UnicodeError:
+        raise InvalidInput(
+            "the password is not UTF-8 text (a Latin-1 terminal?): type it in a UTF-8 "
+            "terminal, or pipe UTF-8 to --password-stdin"
+        ) from None
+    return password
 
 
 def rewriting(path, write) -> Rewrite:
@@ -127,4 +142,11 @@ def rewriting(path, write) -> Rewrite:
     try:
         return write()
     except OSError as error:
-        raise click.ClickException(f"cannot write {path}: {error.strerror}") from None
+        raise unusable_file(f"cannot write {path}: {error.strerror}") from None
+
+
+def unusable_file(message: str) -> click.ClickException:
+    """A users file that cannot be read or written: one line, exit 5 (README: Exit codes)."""
+    error = click.ClickException(terminal_safe(message))
+    error.exit_code = 5
+    return error

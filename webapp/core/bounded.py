@@ -11,7 +11,8 @@ from datetime import datetime
 
 from webapp.core import queries, schema, timefmt
 from webapp.core.changes import Change
-from webapp.core.schema import INDEX_NAMES, SELECT_ROWS, TABLE
+from webapp.core.queries import SELECT_CHANGES
+from webapp.core.schema import INDEX_NAMES, TABLE
 
 
 class BoundedReads:
@@ -59,10 +60,10 @@ class BoundedReads:
         floor = self.scan_floor()
         if floor is not None:  # no index on updated_at: search the ids, whose times agree
             found = self._last_id_at_or_before(timefmt.bound(moment))
-            rows = self._changes(f"{SELECT_ROWS} WHERE id = ?", (found,)) if found else []
+            rows = self._changes(f"{SELECT_CHANGES} WHERE id = ?", (found,)) if found else []
         else:
             rows = self._changes(
-                f"{SELECT_ROWS} WHERE updated_at <= ? ORDER BY updated_at DESC, id DESC LIMIT 1",
+                f"{SELECT_CHANGES} WHERE updated_at <= ? ORDER BY updated_at DESC, id DESC LIMIT 1",
                 (timefmt.bound(moment),),
             )
         return rows[0] if rows else self.default_change()

@@ -32,6 +32,7 @@ class Change(NamedTuple):
     updated_by: str | None
     metadata: dict
     updated_at_text: str | None = None
+    type_before: str | None = None  # the type of the row before by id (None: there is none)
 
     @property
     def is_default(self) -> bool:
@@ -57,7 +58,9 @@ class Change(NamedTuple):
 
     @property
     def previous(self) -> str | None:
-        return field_text(self.metadata, "previous")
+        """The type this change replaced (None: the default): as its metadata records it, else
+        (another tool's row) the type of the row before it."""
+        return previous_type(self.metadata, self.type_before)
 
     @property
     def reverts_to(self):
@@ -81,6 +84,7 @@ class Change(NamedTuple):
             "updated_at": timefmt.iso(self.updated_at) or self.updated_at_text,
             "updated_by": self.updated_by,
             "metadata": self.metadata,
+            "previous": self.previous,
             "default": self.is_default,
         }
 
@@ -143,12 +147,16 @@ def must_insert(request: ChangeRequest, current: Change) -> bool:
 def next_timestamp(clock: datetime, newest: datetime | None) -> datetime:
     """Return the time to store: the clock, unless the newest row is not earlier (ties, a clock
     that went back, a row from the future); then one millisecond after that row. So readers that
-    order by ``updated_at`` agree with readers that order by id, for every row we write."""
+    order by ``updated_at`` agree with readers that order by id, for every row we write.
+
+    After a row at the calendar's last millisecond (``timefmt.LAST``) no later stamp exists: the
+    new row shares that stamp, and readers that break ties by id still agree.
+    """
     clock = clock.replace(microsecond=clock.microsecond // 1000 * 1000)
     if newest is None or clock > newest:
         return clock
     newest = newest.replace(microsecond=newest.microsecond // 1000 * 1000)
-    return newest + timefmt.ONE_MS
+    return newest + timefmt.ONE_MS if newest < timefmt.LAST else timefmt.LAST
 
 
 def new_metadata(request: ChangeRequest, current: Change, clock: datetime, stamp: datetime):
@@ -174,7 +182,7 @@ def describe_conflict(expect_id: int, current: Change) -> str:
     """Explain a compare-and-set refusal: what is current now, who set it and when."""
     if current.is_default:
         return f"pipeline changed since version {expect_id}: nothing has been set yet"
-    when = timefmt.iso(current.updated_at) or "an unknown time"
+    when = timefmt.shown(current.updated_at, current.updated_at_text, "an unknown time")
     who = current.updated_by or "an unknown operator"
     return (
         f"pipeline changed since version {expect_id}: it is now {current.type_label} "
@@ -273,6 +281,14 @@ def field_text(metadata: dict, key: str) -> str | None:
     if value is None or isinstance(value, str):
         return value
     return json.dumps(value, ensure_ascii=False)
+
+
+def previous_type(metadata: dict, type_before) -> str | None:
+    """Return the type a change replaced: its metadata's ``previous`` when recorded, else
+    ``type_before`` (the stored type of the row before it, None when it is the first)."""
+    if "previous" in metadata:
+        return field_text(metadata, "previous")
+    return stored_text(type_before)
 
 
 def stored_text(value) -> str | None:

@@ -11,6 +11,7 @@ from collections import namedtuple
 
 from webapp.core.errors import InvalidInput
 from webapp.core.pipelines import bucket_map
+from webapp.core.text import whole_number
 
 # os.path, not pathlib: this module is on the CLI's start-up path (pathlib costs ~4 ms there).
 # The checkout (or image) root: webapp/core/config.py is three levels below it.
@@ -213,13 +214,12 @@ WHOLE_NUMBERS = {"int": (1, 256), "count": (0, 16), "minutes": (1, 10080), "hour
 def _convert(setting: Setting, raw: str):
     if setting.kind in WHOLE_NUMBERS:
         low, high = WHOLE_NUMBERS[setting.kind]
-        text = raw.strip()
-        # isdigit() alone accepts "²" and "٣"; only ASCII digits are a number here.
-        if not (text.isascii() and text.isdigit() and len(text) < 7 and low <= int(text) <= high):
+        try:  # the one integer parser: "²" and "٣" are no numbers here
+            return whole_number(raw.strip(), setting.env, low, high)
+        except InvalidInput:
             raise InvalidInput(
                 f"{setting.env} must be a whole number from {low} to {high} (got {raw!r})"
-            )
-        return int(text)
+            ) from None
     if setting.kind == "float":
         try:
             value = float(raw) if raw.strip().isascii() else math.nan

@@ -10,6 +10,7 @@ import json
 import sys
 
 from webapp.core.changes import Change, audit_record
+from webapp.core.text import json_terminal_safe
 
 #: Per-process counters of write contention.
 STATS = {"write_retries": 0, "busy_failures": 0}
@@ -39,7 +40,8 @@ def log_change(change: Change) -> None:
 
     audit = logging.getLogger(AUDIT_LOGGER)
     if audit.isEnabledFor(logging.INFO):
-        audit.info(json.dumps(audit_record(change), ensure_ascii=False, allow_nan=False))
+        line = json.dumps(audit_record(change), ensure_ascii=False, allow_nan=False)
+        audit.info(json_terminal_safe(line))  # logs are read on terminals: no raw C1 or bidi
 
 
 @contextlib.contextmanager

@@ -12,8 +12,9 @@ import csv
 import io
 import json
 
-from webapp.core.changes import decode_metadata, stamp_text, stored_text
+from webapp.core.changes import decode_metadata, previous_type, stamp_text, stored_text
 from webapp.core.pipelines import PIPELINE_TYPES
+from webapp.core.text import json_terminal_safe, terminal_safe
 
 CSV_FIELDS = (
     "id",
@@ -42,7 +43,8 @@ def cell(value) -> str:
 
 
 def read_row(row, buckets):
-    """Return (id, type, bucket, stamp, who, metadata, metadata JSON) as records show them."""
+    """Return (id, type, bucket, stamp, who, metadata, metadata JSON, previous) as records show
+    them."""
     pipeline_type = stored_text(row["pipeline_type"])
     bucket = buckets.get(pipeline_type) if pipeline_type in PIPELINE_TYPES else None
     metadata, exact = decode_metadata(row["metadata"])
@@ -56,6 +58,7 @@ def read_row(row, buckets):
         stored_text(row["updated_by"]),
         metadata,
         text,
+        previous_type(metadata, row["type_before"]),
     )
 
 
@@ -66,7 +69,7 @@ def csv_chunks(rows, buckets):
     writer.writerow(CSV_FIELDS)
     write = writer.writerow
     for count, row in enumerate(rows, 1):
-        row_id, pipeline_type, bucket, stamp, who, metadata, text = read_row(row, buckets)
+        row_id, pipeline_type, bucket, stamp, who, metadata, text, previous = read_row(row, buckets)
         get = metadata.get
         # This loop runs once per row of the whole history: cell() is inlined for plain text.
         write(
@@ -82,7 +85,7 @@ def csv_chunks(rows, buckets):
                         stamp,
                         who,
                         get("reason"),
-                        get("previous"),
+                        previous,
                         get("source"),
                         text,
                     )
@@ -100,12 +103,12 @@ def json_chunks(rows, buckets):
     """Yield a JSON array of the records (the keys of ``Change.to_dict()``), in chunks."""
     parts, separator = ["["], ""
     for row in rows:
-        row_id, pipeline_type, bucket, stamp, who, _, text = read_row(row, buckets)
+        row_id, pipeline_type, bucket, stamp, who, _, text, previous = read_row(row, buckets)
         parts.append(
             f'{separator}{{"id":{row_id},"pipeline_type":{_encode(pipeline_type)},'
             f'"bucket":{_encode(bucket)},"managed":{"true" if bucket is not None else "false"},'
             f'"updated_at":{_encode(stamp)},"updated_by":{_encode(who)},"metadata":{text},'
-            '"default":false}'
+            f'"previous":{_encode(previous)},"default":false}}'
         )
         separator = ","
         if len(parts) >= CHUNK_ROWS:
@@ -115,13 +118,30 @@ def json_chunks(rows, buckets):
     yield "".join(parts)
 
 
-def write_csv(rows, buckets, stream) -> None:
-    """Write the CSV export of ``rows`` to ``stream`` as it is produced."""
-    for chunk in csv_chunks(rows, buckets):
+def write_csv(rows, buckets, stream, terminal=False) -> None:
+    """Write the CSV export of ``rows`` to ``stream`` as it is produced.
+
+    CSV is data, copied exactly to a file or a pipe; to a ``terminal`` each cell is written
+    with what a terminal could act on escaped (``\\x1b``, ``\\x0a``), like every other output.
+    """
+    chunks = csv_chunks(rows, buckets)
+    for chunk in _terminal_safe_csv(chunks) if terminal else chunks:
         stream.write(chunk)
 
 
-def write_json(rows, buckets, stream) -> None:
-    """Write the JSON array of the records of ``rows`` to ``stream`` as it is produced."""
+def _terminal_safe_csv(chunks):
+    buffer = io.StringIO()
+    writer = csv.writer(buffer, lineterminator="\n")
+    for chunk in chunks:  # each chunk holds whole rows: read back, escaped cell by cell
+        for record in csv.reader(io.StringIO(chunk, newline="")):
+            writer.writerow([terminal_safe(value) for value in record])
+        yield buffer.getvalue()
+        buffer.seek(0)
+        buffer.truncate()
+
+
+def write_json(rows, buckets, stream, terminal=False) -> None:
+    """Write the JSON array of the records of ``rows`` to ``stream`` as it is produced (to a
+    ``terminal``: C1 controls and bidi characters as ``\\u`` escapes, the same JSON values)."""
     for chunk in json_chunks(rows, buckets):
-        stream.write(chunk)
+        stream.write(json_terminal_safe(chunk) if terminal else chunk)

@@ -39,10 +39,15 @@ def validate_type(value, accepted=PIPELINE_TYPES) -> str:
         return value
     shown = repr(value) if isinstance(value, str) and value.isprintable() else "given"
     if isinstance(value, str) and value in PIPELINE_TYPES:
-        raise InvalidInput(
-            f"pipeline type {shown} is refused by this database's pipeline_config table, "
-            f"which accepts only: {', '.join(accepted) or 'none of ours'}"
+        settable = [name for name in accepted if name in PIPELINE_TYPES]
+        others = [repr(name) for name in accepted if name not in PIPELINE_TYPES]
+        message = (
+            f"pipeline type {shown} is refused by this database's pipeline_config table: "
+            f"the types that can be set here are {', '.join(settable) or 'none'}"
         )
+        if others:  # another tool's types: listed by its CHECK, never set by this one
+            message += f" (it also lists {', '.join(others)}: not types this tool manages)"
+        raise InvalidInput(message)
     raise InvalidInput(f"invalid pipeline type {shown}: choose one of {', '.join(PIPELINE_TYPES)}")
 
 

@@ -8,7 +8,7 @@ every row we write); counts stop at a bound. The store runs these statements; no
 from webapp.core import timefmt
 from webapp.core.errors import InvalidInput
 from webapp.core.pipelines import validate_type
-from webapp.core.schema import INDEX_NAMES, SELECT_ROWS, TABLE
+from webapp.core.schema import COLUMNS, INDEX_NAMES, TABLE
 
 # On a table without our indexes (another tool made it), a filtered read scans at most the newest
 # SCAN_BOUND rows by id (a range of the rowid: bounded work, whatever the table's size).
@@ -26,6 +26,14 @@ OPERATORS_SCAN = (
     f"SELECT DISTINCT CAST(updated_by AS BLOB) FROM {TABLE} "
     "WHERE id >= ? AND typeof(updated_by) = 'text' AND updated_by > '' ORDER BY 1 LIMIT ?"
 )
+
+# The type of the row before each row, by id: what ``previous`` is when a row's metadata lacks it
+# (another tool's row). One rowid seek per row, the same on every read path.
+TYPE_BEFORE = (
+    f"(SELECT before.pipeline_type FROM {TABLE} AS before "
+    f"WHERE before.id < {TABLE}.id ORDER BY before.id DESC LIMIT 1)"
+)
+SELECT_CHANGES = f"SELECT {', '.join(COLUMNS)}, {TYPE_BEFORE} AS type_before FROM {TABLE}"
 
 
 def needs_index(filters) -> bool:
@@ -58,7 +66,7 @@ def history(limit, before=None, after=None, floor=None, by_id=False, **filters):
             params.append(cursor)
     direction = "ASC" if after is not None else "DESC"
     keys = ", ".join(f"{key} {direction}" for key in order.split(", "))
-    return f"{SELECT_ROWS}{_where(where)} ORDER BY {keys} LIMIT ?", [*params, limit]
+    return f"{SELECT_CHANGES}{_where(where)} ORDER BY {keys} LIMIT ?", [*params, limit]
 
 
 def count(upto, floor=None, **filters) -> tuple[str, list]:

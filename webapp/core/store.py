@@ -33,7 +33,8 @@ from webapp.core.changes import (
 from webapp.core.database import Database, fetch
 from webapp.core.errors import InvalidInput
 from webapp.core.pipelines import DEFAULT_BUCKETS, PIPELINE_TYPES, validate_type
-from webapp.core.schema import SELECT_ROWS, TABLE
+from webapp.core.queries import SELECT_CHANGES
+from webapp.core.schema import TABLE
 
 NEWEST_STAMP = f"SELECT max(updated_at) FROM {TABLE} WHERE updated_at >= '0' AND updated_at < ':'"
 EXPORT_CHUNK = 500  # rows per statement while streaming an export
@@ -110,10 +111,11 @@ class PipelineStore(BoundedReads):
             id=row["id"],
             pipeline_type=pipeline_type,
             bucket=self.buckets.get(pipeline_type) if pipeline_type in PIPELINE_TYPES else None,
-            updated_at=timefmt.parse(stored_text(stamp)),
+            updated_at=timefmt.parse(stamp),  # the stored value: a number is Unix seconds
             updated_by=stored_text(row["updated_by"]),
             metadata=parse_metadata(row["metadata"]),
             updated_at_text=stored_text(stamp),
+            type_before=stored_text(row["type_before"]),
         )
 
     def _changes(self, sql, params=()) -> list[Change]:
@@ -126,12 +128,12 @@ class PipelineStore(BoundedReads):
 
     def current(self) -> Change:
         """Return the newest change by id, or the never-set default. Writes nothing."""
-        rows = self._changes(f"{SELECT_ROWS} ORDER BY id DESC LIMIT 1")
+        rows = self._changes(f"{SELECT_CHANGES} ORDER BY id DESC LIMIT 1")
         return rows[0] if rows else self.default_change()
 
     def get(self, change_id: int) -> Change | None:
         """Return change ``change_id``, or None."""
-        rows = self._changes(f"{SELECT_ROWS} WHERE id = ?", (queries.change_id(change_id),))
+        rows = self._changes(f"{SELECT_CHANGES} WHERE id = ?", (queries.change_id(change_id),))
         return rows[0] if rows else None
 
     def history(self, limit=20, *, before=None, after=None, **filters) -> list[Change]:
@@ -189,7 +191,7 @@ class PipelineStore(BoundedReads):
     def changes_after(self, after_id: int, limit=1000) -> list[Change]:
         """Return changes with an id above ``after_id``, oldest first (monitor, webhooks)."""
         return self._changes(
-            f"{SELECT_ROWS} WHERE id > ? ORDER BY id LIMIT ?",
+            f"{SELECT_CHANGES} WHERE id > ? ORDER BY id LIMIT ?",
             (queries.change_id(after_id), int(limit)),
         )
 
@@ -254,7 +256,7 @@ class PipelineStore(BoundedReads):
             schema.create(conn)
             validate_type(request.pipeline_type, schema.accepted_types(conn))
             # fetch(): the newest row may hold bytes that are not UTF-8 (another tool's).
-            rows = fetch(conn, f"{SELECT_ROWS} ORDER BY id DESC LIMIT 1")
+            rows = fetch(conn, f"{SELECT_CHANGES} ORDER BY id DESC LIMIT 1")
             current = self.change_of(rows[0]) if rows else self.default_change()
             if not must_insert(request, current):
                 return SetResult(current, changed=False)
@@ -273,7 +275,7 @@ class PipelineStore(BoundedReads):
                     json.dumps(metadata, ensure_ascii=False, allow_nan=False),
                 ),
             )
-            row = fetch(conn, f"{SELECT_ROWS} WHERE id = ?", (cursor.lastrowid,))
+            row = fetch(conn, f"{SELECT_CHANGES} WHERE id = ?", (cursor.lastrowid,))
             return SetResult(self.change_of(row[0]), changed=True)
 
         result = self.db.write(work)
@@ -299,7 +301,6 @@ class PipelineStore(BoundedReads):
 
     def initialize(self) -> None:
         """Create the ``pipeline_config`` table and our indexes if missing (nothing else)."""
-
         self.db.write(schema.create)
 
 

@@ -2,13 +2,18 @@
 
 Stored: ``YYYY-MM-DD HH:MM:SS.SSS`` in UTC, the text form of SQLite's ``CURRENT_TIMESTAMP`` with
 milliseconds (text comparison then orders it correctly against whole-second rows). Read: that, or
-any ISO 8601 form, or Unix seconds, since other tools write the table too. Shown: ISO 8601 UTC.
+any ISO 8601 form, or Unix seconds (a number stored as a number), since other tools write the
+table too. A stored value that is no time this module can represent (year 0 or past 9999, a UTC
+time past the calendar's ends, a leap second, 24:00, Unix seconds outside 1970–2100) reads as no
+time: shown as the stored text with *unknown time*, never an error. Shown: ISO 8601 UTC.
 """
 
 from datetime import UTC, datetime, timedelta
 
 UNITS = (("day", 86400), ("hour", 3600), ("minute", 60), ("second", 1))
 ONE_MS = timedelta(milliseconds=1)
+# The last millisecond a stamp can name: a change after a row stamped there shares its stamp.
+LAST = datetime.max.replace(microsecond=999000, tzinfo=UTC)
 # Unix seconds a row may plausibly hold (1970 to 2100); other numbers are not times.
 UNIX_RANGE = (0, 4_102_444_800)
 
@@ -32,13 +37,19 @@ def bound(moment: datetime) -> str:
 
 
 def parse(value) -> datetime | None:
-    """Read an ``updated_at`` value as an aware UTC datetime, or None if it is not a time."""
+    """Read an ``updated_at`` value as an aware UTC datetime, or None if it is not a time.
+
+    Total: any value a row can hold gives a time or None, never an exception (a time that UTC
+    cannot represent, such as ``0001-01-01T00:00:00+01:00``, is None too).
+    """
     if value is None or isinstance(value, bool):
         return None
     if isinstance(value, int | float):
         if not UNIX_RANGE[0] <= value <= UNIX_RANGE[1]:  # NaN fails both comparisons
             return None
         return datetime.fromtimestamp(value, UTC)
+    if isinstance(value, bytes):
+        value = value.decode("utf-8", "replace")
     text = value if isinstance(value, str) else str(value)
     try:
         moment = datetime.fromisoformat(text)  # our own form, at once (the common case)
@@ -50,7 +61,23 @@ def parse(value) -> datetime | None:
             moment = datetime.fromisoformat(text)
         except ValueError:
             return None
-    return moment.replace(tzinfo=UTC) if moment.tzinfo is None else moment.astimezone(UTC)
+    if moment.tzinfo is None:
+        return moment.replace(tzinfo=UTC)
+    try:
+        return moment.astimezone(UTC)
+    except OverflowError:  # year 1 east of UTC, year 9999 west of it
+        return None
+
+
+def shown(moment: datetime | None, text, empty="no time recorded (unknown time)") -> str:
+    """Return a stored time as a line shows it: ISO 8601 UTC, else the stored text and
+    *unknown time* (the dashboard's rule, for the CLI and the webhooks' sentence); ``empty``
+    when the row holds nothing."""
+    if moment is not None:
+        return iso(moment)
+    if text is None or text == "":
+        return empty
+    return f"{text} (unknown time)"
 
 
 def iso(moment: datetime | None) -> str | None:

@@ -11,6 +11,7 @@ import threading
 import time
 
 from webapp.core.errors import PipelineError
+from webapp.core.text import terminal_safe
 
 BATCH = 500  # rows read per check; a longer backlog is read by the next checks at once
 
@@ -20,7 +21,8 @@ class Watcher:
 
     def __init__(self, store, warn=lambda line: None, sleep=None):
         self.store = store
-        self.warn = warn
+        # Its lines name paths and errors that hold stored text: escaped for any terminal.
+        self.warn = lambda line: warn(terminal_safe(line))
         self.sleep = sleep or (lambda seconds: time.sleep(seconds))
         self.last_id = 0
         self._stamp = None

@@ -10,13 +10,13 @@ from flask import Blueprint, current_app, jsonify, request
 from werkzeug.exceptions import HTTPException
 
 from webapp.core.errors import ConflictError, InvalidInput, PipelineError
+from webapp.core.text import MAX_ID, MAX_REASON, clean_text, whole_number
 from webapp.node.db import get_store
 from webapp.web.password_check import check_password
 
 bp = Blueprint("api", __name__, url_prefix="/api")
 
 MAX_LIMIT = 500
-MAX_ID = 2**63 - 1  # SQLite's largest integer: a larger id is no change id
 REALM = 'Basic realm="Pipeline Manager", charset="UTF-8"'
 
 
@@ -45,13 +45,6 @@ def basic_operator() -> str:
     if not check_password(auth.username, auth.password or "", users.verify_cached):
         raise Unauthorized("unknown operator or wrong password")
     return auth.username
-
-
-def whole_number(value: str, name: str, low: int, high: int) -> int:
-    """Return ``value`` as an int from ``low`` to ``high``; ASCII digits only ("²" is not 2)."""
-    if not (value.isascii() and value.isdigit() and len(value) <= 19 and low <= int(value) <= high):
-        raise InvalidInput(f"{name} must be a whole number from {low} to {high}")
-    return int(value)
 
 
 @bp.before_request
@@ -92,9 +85,10 @@ def if_match_version() -> int | None:
     if header is None or header.strip() == "*":
         return None
     value = header.strip().removeprefix("W/").strip('"')
-    if not (value.isascii() and value.isdigit() and len(value) <= 19 and int(value) <= MAX_ID):
-        raise InvalidInput('If-Match must be the ETag of GET /api/pipeline, e.g. "12"')
-    return int(value)
+    try:
+        return whole_number(value, "If-Match")
+    except InvalidInput:
+        raise InvalidInput('If-Match must be the ETag of GET /api/pipeline, e.g. "12"') from None
 
 
 def json_body() -> dict:
@@ -118,6 +112,7 @@ def set_pipeline():
     reason = body.get("reason")
     if reason is not None and not isinstance(reason, str):
         raise InvalidInput("reason must be text")
+    clean_text(reason, "reason", MAX_REASON)  # the text rules first: "\n" is refused, not empty
     if current_app.config.get("REQUIRE_REASON") and not (reason or "").strip():
         raise InvalidInput("reason is required (PIPELINE_REQUIRE_REASON=1)")
     expect_id = if_match_version()

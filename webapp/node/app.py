@@ -126,10 +126,11 @@ def setup_web(app) -> None:
     """Register the dashboard, history, login, change flows and JSON API."""
     from htmx_flask import Htmx
 
-    from webapp.node import api, change_flow, dashboard, history
+    from webapp.node import api, change_flow, dashboard, history, inputs
     from webapp.web import auth, render, security
 
     Htmx(app)  # request.htmx: the HX-* request headers, parsed
+    inputs.init_app(app)  # before the routes: they use its <int:...> converter
     security.init_app(app)
     auth.init_app(app)
     render.init_app(app)

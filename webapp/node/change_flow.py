@@ -17,6 +17,7 @@ from webapp.core.errors import ConflictError, PipelineError
 from webapp.node.dashboard import dashboard
 from webapp.node.db import get_store
 from webapp.node.history import history_page, history_url
+from webapp.node.inputs import query_number
 from webapp.web.auth import accounts_configured, current_operator
 from webapp.web.render import render, wants_fragment
 
@@ -165,8 +166,8 @@ def review_revert(change_id):
     store = get_store()
     current = store.current()
     back = origin(request.args.get("next"))
-    expect_id = request.args.get("expect_id", type=int)
-    if expect_id is None or expect_id < 0:
+    expect_id = query_number("expect_id")  # ASCII digits only: "٣" is refused (400), not 3
+    if expect_id is None:
         expect_id = current.version
     target = store.get(change_id)
     refusal = revert_refusal(target, change_id, current)

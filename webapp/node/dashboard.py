@@ -3,9 +3,10 @@
 from datetime import UTC, datetime
 
 import htmx_flask
-from flask import Blueprint, current_app, render_template, request, url_for
+from flask import Blueprint, current_app, render_template, url_for
 
 from webapp.node.db import get_store
+from webapp.node.inputs import query_number
 from webapp.web.render import render
 
 bp = Blueprint("dashboard", __name__)
@@ -53,7 +54,7 @@ def index():
 @bp.get("/poll")
 def poll():
     """Answer 204 while the newest change is still ``since``; else the updated fragments."""
-    since = request.args.get("since", type=int)
+    since = query_number("since")  # ASCII digits only: "١٧" is refused (400), not 17
     store = get_store()
     current = store.current()
     if since is not None and current.version == since:

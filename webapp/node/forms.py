@@ -29,7 +29,7 @@ from wtforms.widgets import HiddenInput
 
 from webapp.core.errors import InvalidInput
 from webapp.core.pipelines import DESCRIPTIONS, PIPELINE_TYPES
-from webapp.core.text import MAX_NAME, MAX_REASON, clean_text
+from webapp.core.text import MAX_ID, MAX_NAME, MAX_REASON, clean_text, whole_number
 
 CURRENT_MARK = " (current)"
 DEFAULT_MARK = " (default: never set)"  # may be recorded as a first, deliberate choice
@@ -55,19 +55,17 @@ def check_reason(field, required: bool) -> None:
         raise StopValidation(str(error)) from None
 
 
-MAX_ID = 2**63 - 1  # SQLite's largest integer
-
-
 class WholeNumberField(IntegerField):
     """An IntegerField of ASCII digits only, at most 64 bits: int() also takes "٣" and " 1_0",
     and WTForms' NumberRange fails with an OverflowError (a 500) on integers past a float."""
 
     def process_formdata(self, valuelist):
         if valuelist and valuelist[0] != "":
-            text = valuelist[0]
-            if not (text.isascii() and text.isdigit() and len(text) <= 19 and int(text) <= MAX_ID):
+            try:
+                whole_number(valuelist[0], self.name)
+            except InvalidInput:
                 self.data = None
-                raise ValueError(self.gettext("Not a valid integer value."))
+                raise ValueError(self.gettext("Not a valid integer value.")) from None
         super().process_formdata(valuelist)
 
 
@@ -108,9 +106,9 @@ class ChangeForm(FlaskForm):
             )
 
     def validate_reason(self, field):
+        check_reason(field, required=False)  # the text rules first: "\n" is refused, not empty
         if current_app.config.get("REQUIRE_REASON", True) and not (field.data or "").strip():
             raise StopValidation("Say why: the reason is kept in the history.")
-        check_reason(field, required=False)
 
 
 class RevertForm(FlaskForm):

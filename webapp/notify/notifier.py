@@ -92,7 +92,6 @@ class Delivery(threading.Thread):
                 continue
             try:
                 changes = store.changes_after(self.cursor, limit=READ_BATCH)
-                before = store.history(1, before=changes[0].id) if changes else []
             except PipelineError as error:
                 if str(error) != problem:
                     LOG.warning("%s: cannot read the changes to post (%s); retrying", label, error)
@@ -105,14 +104,11 @@ class Delivery(threading.Thread):
             if not due:  # the rows up to ``newest`` are gone (deleted, or the file replaced)
                 self._done(newest)
                 continue
-            # "previous" is the type of the row before, whoever wrote it: another tool's row has
-            # no metadata saying so.
-            previous = before[0].pipeline_type if before else None
             for change in due:
-                if not self._deliver(change, previous):
+                # previous: as its metadata records it, else the row before's type (Change).
+                if not self._deliver(change, change.previous):
                     return
                 self._done(change.id)
-                previous = change.pipeline_type
 
     def _deliver(self, change, previous) -> bool:
         """Post ``change`` until a 2xx; False if the notifier stops first."""
@@ -179,6 +175,12 @@ class Delivery(threading.Thread):
             )
 
 
+def check_from_id(from_id, newest: int) -> None:
+    """Refuse a ``--from-id`` past the newest change (the notifier would wait for ids to come)."""
+    if from_id is not None and from_id > newest:
+        raise InvalidInput(f"--from-id {from_id} is past the newest change (#{newest})")
+
+
 class Notifier:
     """Watch the database; run one :class:`Delivery` per webhook until stopped."""
 
@@ -218,8 +220,7 @@ class Notifier:
         self.store = self.open_store()
         self.watcher = Watcher(self.store, warn=lambda line: LOG.warning("%s", line))
         newest = self.watcher.start().version
-        if self.from_id is not None and self.from_id > newest:
-            raise InvalidInput(f"--from-id {self.from_id} is past the newest change (#{newest})")
+        check_from_id(self.from_id, newest)
         self.feed = Feed(newest)
         self.state.database = os.path.abspath(self.store.path)
         saved_database = self.state.saved_database

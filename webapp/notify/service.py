@@ -18,7 +18,7 @@ STOP_SIGNALS = (signal.SIGTERM, signal.SIGINT)
 
 def serve(notifier: Notifier, *, metrics_port=None, metrics_file=None) -> None:
     """Run ``notifier`` until SIGTERM or SIGINT (then return: exit 0), with its metrics."""
-    server = None
+    server, started = None, False
     with stop_signals():
         try:
             if metrics_port is not None or metrics_file is not None:
@@ -31,6 +31,7 @@ def serve(notifier: Notifier, *, metrics_port=None, metrics_file=None) -> None:
                     notifier.after_check = notify_metrics.MetricsFile(metrics_file, registry)
                     notifier.after_check.check()
             notifier.start()
+            started = True
             notifier.run()
         except StopRequested:
             LOG.info("stopping: finishing the attempts in flight")
@@ -45,7 +46,8 @@ def serve(notifier: Notifier, *, metrics_port=None, metrics_file=None) -> None:
                     server.shutdown()
                     server.server_close()
                 notifier.state.close()
-                LOG.info("stopped")
+                if started:  # a refusal at start is the one Error: line, nothing above it
+                    LOG.info("stopped")
 
 
 @contextlib.contextmanager
@@ -70,10 +72,20 @@ def stop_signals():
             signal.signal(number, action)
 
 
+class TerminalSafeFormatter(logging.Formatter):
+    """Log lines with what a terminal could act on escaped (``\\x1b``): messages carry stored
+    text, paths and answers of receivers (another tool's column names, a redirect's reason)."""
+
+    def formatMessage(self, record):  # noqa: N802 (logging's name)
+        from webapp.core.text import terminal_safe
+
+        return terminal_safe(super().formatMessage(record))
+
+
 def logging_to_stderr():
     """Log ``pipeline.notify`` lines on stderr, each with its UTC time, while inside."""
     from webapp.core.events import logger_on_stderr
 
-    formatter = logging.Formatter("%(asctime)s %(levelname)s %(message)s", "%Y-%m-%dT%H:%M:%SZ")
+    formatter = TerminalSafeFormatter("%(asctime)s %(levelname)s %(message)s", "%Y-%m-%dT%H:%M:%SZ")
     formatter.converter = time.gmtime
     return logger_on_stderr(LOG.name, formatter)

@@ -83,6 +83,8 @@ class NotifyState:
             raise InvalidInput(
                 f"the state file {shown} is not valid JSON ({error}); {_START_AGAIN}"
             ) from None
+        except RecursionError:  # nesting deeper than the decoder recurses: no state of ours
+            document = None
         webhooks = document.get("webhooks") if isinstance(document, dict) else None
         if (
             not isinstance(webhooks, dict)

@@ -19,7 +19,7 @@ from dataclasses import dataclass
 from webapp.core.errors import InvalidInput
 from webapp.core.pipelines import DEFAULT_PIPELINE, PIPELINE_TYPES
 from webapp.core.text import describe, forbidden, terminal_safe
-from webapp.core.timefmt import iso
+from webapp.core.timefmt import shown
 from webapp.notify import signing
 from webapp.notify.deadline import Deadline
 
@@ -59,7 +59,10 @@ def parse_webhook(url: str, position: int = 1) -> Webhook:
     bad = next((char for char in url if char.isspace() or forbidden(char)), None)
     if bad is not None:
         raise InvalidInput(f"{where}: the URL holds {describe(bad)}; remove it")
-    parts = urllib.parse.urlsplit(url)
+    try:
+        parts = urllib.parse.urlsplit(url)
+    except ValueError:  # "http://[::1": an unclosed IPv6 bracket
+        raise InvalidInput(f"{where}: the URL is malformed (an unclosed [ in its host?)") from None
     scheme = parts.scheme.lower()
     if scheme not in ("http", "https"):
         got = f"{terminal_safe(scheme)}:" if scheme else "no scheme"
@@ -93,7 +96,8 @@ def parse_webhook(url: str, position: int = 1) -> Webhook:
 def parse_webhooks(urls) -> list[Webhook]:
     """Return the webhooks of ``urls`` in order, each once (empty entries are skipped)."""
     webhooks, seen = [], {}
-    for position, url in enumerate((url.strip() for url in urls if url.strip()), 1):
+    # Only spaces are trimmed: a TAB, newline or U+2028 at an end is refused by parse_webhook.
+    for position, url in enumerate((url.strip(" ") for url in urls if url.strip(" ")), 1):
         webhook = parse_webhook(url, position)
         if webhook.key in seen and seen[webhook.key] != webhook.signing:
             raise InvalidInput(f"webhook {position}: the same URL is listed with another signing")
@@ -105,7 +109,8 @@ def parse_webhooks(urls) -> list[Webhook]:
 
 def split_setting(value) -> list[str]:
     """Return the URLs of ``PIPELINE_WEBHOOKS`` (comma-separated)."""
-    return [url.strip() for url in (value or "").split(",") if url.strip()]
+    # Spaces and line breaks around commas are the setting's layout; other characters stay.
+    return [url.strip(" \t\r\n") for url in (value or "").split(",") if url.strip(" \t\r\n")]
 
 
 # -- what is posted ----------------------------------------------------------------------------
@@ -132,7 +137,7 @@ def summary(change, previous) -> str:
         was = _shown(previous if previous in PIPELINE_TYPES else repr(previous))
     who = _shown(change.updated_by) if change.updated_by else "an unknown writer"
     via = f" via {_shown(change.source)}" if change.source else ""
-    when = iso(change.updated_at) or _shown(change.updated_at_text or "an unknown time")
+    when = _shown(shown(change.updated_at, change.updated_at_text, "an unknown time"))
     text = f"Pipeline changed to {now}, was {was}: change #{change.id} by {who}{via} at {when}."
     if change.reason:
         text += f" Reason: {_shown(change.reason)}"
@@ -228,14 +233,26 @@ def _post(opener, webhook: Webhook, body: bytes, extra_headers: dict, timeout) -
         with error:
             reason = f"HTTP {error.code}"
             if 300 <= error.code < 400:
-                moved = urllib.parse.urlsplit(error.headers.get("Location") or "")
-                where = f" to {terminal_safe(moved.netloc)}" if moved.netloc else ""
+                where = f" to {host_of(error.headers.get('Location'))}"
+                where = "" if where == " to " else where
                 reason += f", a redirect{where}: not followed (fix the URL)"
             raise DeliveryFailed(reason) from None
     except urllib.error.URLError as error:  # refused, unknown host, TLS, connect timeout
         raise DeliveryFailed(_reason(error.reason, timeout)) from None
     except (OSError, ValueError, http.client.HTTPException) as error:  # resets, bad answers
         raise DeliveryFailed(_reason(error, timeout)) from None
+
+
+def host_of(url) -> str:
+    """Return the ``host[:port]`` of ``url`` as a log may show it: never its user info
+    (``user:secret@``), path or query, which may hold credentials or tokens; "" if none."""
+    try:
+        parts = urllib.parse.urlsplit(url or "")
+        host, port = parts.hostname or "", parts.port
+    except ValueError:
+        return ""
+    host = f"[{host}]" if ":" in host else host
+    return terminal_safe(host if port is None or not host else f"{host}:{port}")
 
 
 def _reason(error, timeout) -> str:
