@@ -66,7 +66,12 @@ class Terminal:
                 self._chunks.append(data)
                 tail = b"".join(self._chunks[-4:]).decode("utf-8", "replace").rsplit("\n", 1)[-1]
                 if self.password is not None and PASSWORD_PROMPT.search(tail):
-                    os.write(self._master, self.password.encode() + b"\n")
+                    typed = (
+                        self.password
+                        if isinstance(self.password, bytes)
+                        else self.password.encode()
+                    )
+                    os.write(self._master, typed + b"\n")
                     self._chunks.append(b"\n")  # not echoed: keep the next line on its own
                     self.prompts += 1
                 self._news.notify_all()

@@ -7,6 +7,7 @@ The options are read from the click groups themselves, so a new option is covere
 import json
 import os
 import sqlite3
+import sys
 
 import click
 import pytest
@@ -188,18 +189,31 @@ def test_a_state_file_of_deeply_nested_json_is_one_error_line(cli, tmp_path):
     assert "is not a notifier state" in result.stderr
 
 
-@pytest.mark.parametrize("password_stdin", [True, False])
-def test_user_add_with_a_latin1_password_is_one_error_line(runner, tmp_path, password_stdin):
+def test_user_add_with_a_latin1_password_on_stdin_is_one_error_line(runner, tmp_path):
     users_file = tmp_path / "users.htpasswd"
-    args = ["user", "add", "alice", "--users-file", str(users_file)]
-    password = b"caf\xe9-long-password\n"
-    if password_stdin:
-        result = runner.invoke(args=[*args, "--password-stdin"], input=password)
-    else:
-        result = runner.invoke(args=args, input=password * 2)
+    args = ["user", "add", "alice", "--users-file", str(users_file), "--password-stdin"]
+    result = runner.invoke(args=args, input=b"caf\xe9-long-password\n")
     assert result.exit_code == 2, result.output
     assert "the password is not UTF-8 text" in result.output
     assert "Traceback" not in result.output
+    assert not users_file.exists()
+
+
+@pytest.mark.slow
+def test_user_add_with_a_latin1_password_typed_in_a_terminal_is_one_error_line(tmp_path):
+    """The prompt needs a terminal (without one, user add points to --password-stdin)."""
+    from ptylib import run_in_terminal
+    from workers import clean_env
+
+    users_file = tmp_path / "users.htpasswd"
+    argv = [sys.executable, "-m", "flask", "--app", "webapp", "user", "add", "alice"]
+    env = clean_env(PIPELINE_DB=tmp_path / "missing.db", LC_ALL="C.UTF-8")
+    session = run_in_terminal(
+        [*argv, "--users-file", str(users_file)], password=b"caf\xe9-long-password", env=env
+    )
+    assert session.returncode == 2, session.output
+    assert "the password is not UTF-8 text" in session.output
+    assert "Traceback" not in session.output
     assert not users_file.exists()
 
 
