@@ -47,6 +47,17 @@ def type_choices(current=None) -> list[SelectChoice]:
     return choices
 
 
+def type_refusal(pipeline_type, accepted) -> str | None:
+    """Say why this database's table refuses one of our types, naming those it accepts."""
+    if pipeline_type not in PIPELINE_TYPES or pipeline_type in accepted:
+        return None
+    settable = [name for name in PIPELINE_TYPES if name in accepted]
+    return (
+        f"This database's pipeline_config table (made by another tool) refuses {pipeline_type}; "
+        f"it accepts {', '.join(settable) or 'none of the types this tool sets'}."
+    )
+
+
 def check_reason(field, required: bool) -> None:
     """Apply the store's text rules to a reason; a refusal names the field."""
     try:
@@ -87,12 +98,22 @@ class ChangeForm(FlaskForm):
     reason = StringField("Reason", render_kw={"maxlength": MAX_REASON})
     expect_id = WholeNumberField(widget=HiddenInput(), validators=[InputRequired(), NumberRange(0)])
 
-    def __init__(self, *args, current=None, **kwargs):
+    def __init__(self, *args, current=None, accepted=PIPELINE_TYPES, **kwargs):
         super().__init__(*args, **kwargs)
         self.current = current
+        self.accepted = accepted  # what the table's CHECK list accepts (another tool's may differ)
         self.pipeline_type.choices = type_choices(current)
 
+    def base_on(self, current) -> int | None:
+        """Make the server's read ``current`` the base this form carries, whatever the request
+        said (a crafted link's ``expect_id``, a stale page's); return the id the request named.
+        """
+        return base_on(self.expect_id, current)
+
     def validate_pipeline_type(self, field):
+        refusal = type_refusal(field.data, self.accepted)
+        if refusal:
+            raise ValidationError(refusal)
         current = self.current
         # Refused only on the base it was chosen on: on a stale base the store answers with the
         # conflict, which says who changed what meanwhile.
@@ -111,6 +132,21 @@ class ChangeForm(FlaskForm):
         if current_app.config.get("REQUIRE_REASON", True) and not (field.data or "").strip():
             raise StopValidation("Say why: the reason is kept in the history.")
         check_reason(field, required=False)
+
+
+def base_on(field, current) -> int | None:
+    """Set a hidden ``expect_id`` field to ``current.version`` (what the server read), dropping
+    the request's value, its raw text and any error it had; return the request's value (None
+    when it named none, or none that is a change id).
+
+    WTForms renders a field from its raw request text when there is one, so setting ``data``
+    alone would still send the request's id on to the confirmation.
+    """
+    named = field.data
+    field.data = current.version
+    field.raw_data = [str(current.version)]
+    field.process_errors = []
+    return named
 
 
 class RevertForm(FlaskForm):
