@@ -353,6 +353,19 @@ def test_login_redirects_only_within_the_site(web_app):
         "history",
         "",
         "/" + "a" * 3000,
+        # Paths on this site that are no page (issue 15.17): a fragment, the API, downloads.
+        "/poll?since=3",
+        "/poll",
+        "/api/pipeline",
+        "/api/history?limit=5",
+        "/history.csv",
+        "/healthz",
+        "/metrics",
+        "/login",
+        "/change/apply",
+        "/revert/1/apply",
+        "/static/app.js",
+        "/no-such-page",
     ],
 )
 def test_login_falls_back_to_the_dashboard_for_other_targets(web_app, target):
@@ -382,3 +395,28 @@ def test_refusals_pause_on_a_quarter_of_the_threads_at_most(db_path, tmp_path, m
     finally:
         pausing.release()
         pausing.release()
+
+
+def test_a_poll_sent_to_sign_in_returns_to_the_page_it_came_from(db_path, tmp_path, monkeypatch):
+    """PIPELINE_READ_REQUIRES_LOGIN=1: a dashboard's poll after the session ended leads to the
+    login, and from there back to the page that polled, never to the bare /poll fragment."""
+    from urllib.parse import parse_qs, urlsplit
+
+    app = make_app(db_path, tmp_path, monkeypatch, READ_REQUIRES_LOGIN=True)
+    client = app.test_client()
+    poll = {"HX-Request": "true", "HX-Current-URL": "http://localhost/history?operator=bob"}
+    cases = [
+        (poll, "/history?operator=bob"),
+        ({**poll, "HX-Current-URL": "http://elsewhere.example/history"}, "/"),
+        ({"HX-Request": "true"}, "/"),
+        ({}, "/"),  # a bare GET of the fragment itself: the dashboard, not /poll
+    ]
+    for headers, expected in cases:
+        response = client.get("/poll?since=0", headers=headers)
+        login = response.headers.get("HX-Redirect") or response.headers["Location"]
+        target = parse_qs(urlsplit(login).query)["next"][0]
+        assert target == expected, headers
+        form = {"username": "alice", "password": PASSWORDS["alice"]}
+        done = client.post("/login", query_string={"next": target}, data=form)
+        assert done.headers["Location"] == expected
+        client.post("/logout")

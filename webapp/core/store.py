@@ -201,8 +201,9 @@ class PipelineStore:
         """Return the newest ``limit`` changes made since ``start``, newest first."""
         return self.history(limit, since=start)
 
-    def operators(self, limit=100) -> list[str]:
-        """Return up to ``limit`` distinct ``updated_by`` names, in order (one index seek each).
+    def operators(self, limit=100, stored=False) -> list:
+        """Return up to ``limit`` distinct ``updated_by`` names, in order (one index seek each);
+        ``stored=True``: their stored bytes, which the history filters accept as they are.
 
         The seek key is the stored bytes, not the decoded text: a name that is not UTF-8 reads
         with U+FFFD in it and must not be searched for again as that.
@@ -218,7 +219,7 @@ class PipelineStore:
             if not rows or rows[0][0] is None:
                 break
             last = rows[0][0]
-            names.append(last.decode("utf-8", "replace"))
+            names.append(last if stored else last.decode("utf-8", "replace"))
         return names
 
     def table_sql(self) -> str | None:

@@ -130,6 +130,15 @@ def setup_web(app) -> None:
     history.init_app(app)
     change_flow.init_app(app)
     api.init_app(app)
+    # Where a sign-in may lead back to: pages, never a fragment (/poll), an export or the API.
+    auth.register_pages(
+        app,
+        "dashboard.index",
+        "dashboard.timeline",
+        "history.index",
+        "changes.review",
+        "changes.review_revert",
+    )
 
 
 def setup_health(app) -> None:

@@ -174,7 +174,8 @@ class HistoryFilterForm(FlaskForm):
         choices=[SelectChoice("", "any")] + [SelectChoice(name) for name in PIPELINE_TYPES],
         default="",
     )
-    operator = StringField("Operator", validators=[Optional(), Length(max=MAX_NAME)])
+    # A name, or the ``hex:`` form of a stored name that is not UTF-8 (see operator_choice).
+    operator = StringField("Operator", validators=[Optional(), Length(max=4 + 8 * MAX_NAME)])
     since = DateTimeLocalField("From (UTC)", validators=[Optional()])
     until = DateTimeLocalField("Until (UTC)", validators=[Optional()])
     before = WholeNumberField(widget=HiddenInput(), validators=[Optional(), NumberRange(0, MAX_ID)])
@@ -184,7 +185,7 @@ class HistoryFilterForm(FlaskForm):
         """Return the store filters these fields select (times are read as UTC)."""
         return {
             "pipeline_type": self.pipeline_type.data or None,
-            "updated_by": (self.operator.data or "").strip() or None,
+            "updated_by": stored_name((self.operator.data or "").strip()) or None,
             "since": _utc(self.since.data),
             "until": _utc(self.until.data),
         }
@@ -196,6 +197,37 @@ class HistoryFilterForm(FlaskForm):
         if self.after.data is not None:
             return {"after": self.after.data}
         return {}
+
+
+HEX_PREFIX = "hex:"
+
+
+def operator_choice(stored: bytes) -> tuple[str, str]:
+    """Return (value, label) offering a stored ``updated_by`` in the operator filter.
+
+    A name that is not UTF-8 cannot be typed or sent back as text: it is offered as ``hex:``
+    and its bytes, labelled with what it reads as, and :func:`stored_name` turns it back.
+    """
+    try:
+        name = stored.decode("utf-8")
+        return name, name
+    except UnicodeDecodeError:
+        shown = stored.decode("utf-8", "replace")
+        return HEX_PREFIX + stored.hex(), f"{shown} (stored bytes, not UTF-8)"
+
+
+def stored_name(text: str) -> str | bytes:
+    """Return what the operator filter compares: the text, or the bytes a ``hex:`` choice names
+    (only bytes that are not UTF-8: any other ``hex:...`` is a name like another)."""
+    if text.startswith(HEX_PREFIX):
+        try:
+            stored = bytes.fromhex(text[len(HEX_PREFIX) :])
+            stored.decode("utf-8")
+        except UnicodeDecodeError:
+            return stored
+        except ValueError:
+            pass
+    return text
 
 
 def _utc(moment: datetime | None) -> datetime | None:
