@@ -16,7 +16,7 @@ import shutil
 import sys
 import tempfile
 
-from webapp.accounts.keys import key_problem, refusal
+from webapp.accounts.keys import configured_key_problem, refusal
 from webapp.core.config import load_settings
 from webapp.core.errors import InvalidInput
 from webapp.node.db import threads_problem
@@ -34,7 +34,7 @@ try:
 except InvalidInput as error:
     _refuse(error)
 _DEVELOPMENT = _settings["ENV"] == "development"
-_problem = key_problem(_settings["SECRET_KEY"], _settings["SECRET_KEY_SOURCE"], _DEVELOPMENT)
+_problem = configured_key_problem(_settings, _DEVELOPMENT)
 if _problem:
     _refuse(refusal(_problem))
 
