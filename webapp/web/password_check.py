@@ -90,6 +90,7 @@ def checked(name: str, password: str, address: str, verify) -> bool:
     try:
         with password_gate().slot() as free:
             if not free:
+                pause()  # answered at once, a client ignoring Retry-After would spin here
                 raise SignInBusy("sign-in is busy: try again in 1 s")
             ok = verify(users_file(), name, password)
             outcome = "ok" if ok else "failed"
@@ -99,7 +100,13 @@ def checked(name: str, password: str, address: str, verify) -> bool:
 
 
 def refuse(wait: float):
-    """Raise TooManyAttempts, after a pause while few other refusals are pausing.
+    """Raise TooManyAttempts, after a pause (see pause())."""
+    pause()
+    raise TooManyAttempts(wait)
+
+
+def pause() -> None:
+    """Sleep briefly before a refusal, while few other refusals are pausing.
 
     A sprayer that ignores Retry-After would otherwise get thousands of cheap refusals a second,
     and answering them would take the CPU and the GIL from pages and polls. Asleep, a refusal
@@ -118,4 +125,3 @@ def refuse(wait: float):
             time.sleep(pause)
         finally:
             pausing.release()
-    raise TooManyAttempts(wait)
