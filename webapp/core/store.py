@@ -315,7 +315,8 @@ class PipelineStore:
         return self.set(
             target.pipeline_type,
             updated_by=updated_by,
-            reason=reason or f"revert to change #{target.id}",
+            # One rule for every reason: required means required here too (else a default).
+            reason=reason or (None if self.require_reason else f"revert to change #{target.id}"),
             source=source,
             expect_id=expect_id,
             reverts_to=target.id,

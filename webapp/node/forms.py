@@ -35,6 +35,12 @@ CURRENT_MARK = " (current)"
 DEFAULT_MARK = " (default: never set)"  # may be recorded as a first, deliberate choice
 
 
+def type_mark(current) -> str:
+    """Return the mark of the type in force: "(current)", or "(default: never set)" when no
+    change was ever recorded (the default is in force, not a choice anyone made)."""
+    return DEFAULT_MARK if current.is_default else CURRENT_MARK
+
+
 def type_choices(current=None) -> list[SelectChoice]:
     """Return the pipeline choices: no preselection (a placeholder first), the type in force
     marked "(current)" in words (static/app.js moves the mark when a poll sees a change)."""
@@ -42,7 +48,7 @@ def type_choices(current=None) -> list[SelectChoice]:
     for name in PIPELINE_TYPES:
         label = f"{name} — {DESCRIPTIONS[name]}"
         if current is not None and name == current.pipeline_type:
-            label += DEFAULT_MARK if current.is_default else CURRENT_MARK
+            label += type_mark(current)
         choices.append(SelectChoice(name, label))
     return choices
 
@@ -58,10 +64,13 @@ def type_refusal(pipeline_type, accepted) -> str | None:
     )
 
 
-def check_reason(field, required: bool) -> None:
-    """Apply the store's text rules to a reason; a refusal names the field."""
+def check_reason(field) -> None:
+    """Apply the one rule for every reason (change or revert): required unless
+    PIPELINE_REQUIRE_REASON=0, and the store's text rules; a refusal names the field."""
+    if current_app.config.get("REQUIRE_REASON", True) and not (field.data or "").strip():
+        raise StopValidation("Say why: the reason is kept in the history.")
     try:
-        clean_text(field.data, "reason", MAX_REASON, required=required)
+        clean_text(field.data, "reason", MAX_REASON, required=False)
     except InvalidInput as error:
         raise StopValidation(str(error)) from None
 
@@ -129,9 +138,7 @@ class ChangeForm(FlaskForm):
             )
 
     def validate_reason(self, field):
-        if current_app.config.get("REQUIRE_REASON", True) and not (field.data or "").strip():
-            raise StopValidation("Say why: the reason is kept in the history.")
-        check_reason(field, required=False)
+        check_reason(field)
 
 
 def base_on(field, current) -> int | None:
@@ -160,7 +167,7 @@ class RevertForm(FlaskForm):
     next = HiddenField()
 
     def validate_reason(self, field):
-        check_reason(field, required=False)  # the store records "revert to change #N" if empty
+        check_reason(field)  # optional only when reasons are (then "revert to change #N")
 
 
 class HistoryFilterForm(FlaskForm):
