@@ -202,11 +202,10 @@ class PipelineStore:
         return self.history(limit, since=start)
 
     def operators(self, limit=100, stored=False) -> list:
-        """Return up to ``limit`` distinct ``updated_by`` names, in order (one index seek each);
-        ``stored=True``: their stored bytes, which the history filters accept as they are.
+        """Return up to ``limit`` distinct ``updated_by`` names, in order (one index seek each).
 
         The seek key is the stored bytes, not the decoded text: a name that is not UTF-8 reads
-        with U+FFFD in it and must not be searched for again as that.
+        with U+FFFD in it and is searched for by its bytes (``stored=True`` returns those).
         """
         names, last = [], b""
         while len(names) < limit:
@@ -315,7 +314,6 @@ class PipelineStore:
         return self.set(
             target.pipeline_type,
             updated_by=updated_by,
-            # One rule for every reason: required means required here too (else a default).
             reason=reason or (None if self.require_reason else f"revert to change #{target.id}"),
             source=source,
             expect_id=expect_id,
