@@ -5,8 +5,11 @@ import sqlite3
 
 import pytest
 from htmldom import parse
+from hypothesis import given
+from hypothesis import strategies as st
 
 from webapp.core.store import PipelineStore
+from webapp.node.forms import operator_choice, stored_name
 
 
 @pytest.fixture
@@ -46,8 +49,26 @@ def test_a_name_that_is_not_utf8_is_offered_and_found_by_its_bytes(web_app, fore
         ("ops\ufffd\ufffd", []),  # what the broken name reads as is not its name
         ("hex:6f7073", []),  # valid UTF-8 ("ops") in hex form: a name like any other
         ("hex:zz", []),
+        ("hex:6F7073FFFE", []),  # only the form the list offers (lowercase pairs)
+        ("hex:6f 70 73 ff fe", []),
         ("hex:", []),
     ]:
         assert listed(client, value) == expected, value
     export = client.get("/history.csv", query_string={"operator": "hex:6f7073fffe"})
     assert export.status_code == 200 and len(export.get_data(as_text=True).splitlines()) == 2
+
+
+@given(st.binary(min_size=1, max_size=60))
+def test_every_stored_name_is_offered_as_what_finds_it(stored):
+    value, label = operator_choice(stored)
+    found = stored_name(value)
+    try:
+        assert found == stored.decode("utf-8") == value == label  # text: itself
+    except UnicodeDecodeError:
+        assert found == stored and value.startswith("hex:") and label.endswith("not UTF-8)")
+
+
+@given(st.text(max_size=80) | st.binary(max_size=30).map(lambda b: "hex:" + b.hex().upper()))
+def test_any_typed_filter_is_text_unless_it_names_bytes_that_are_not_utf8(text):
+    found = stored_name(text)
+    assert found == text or (isinstance(found, bytes) and text == "hex:" + found.hex())

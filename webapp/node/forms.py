@@ -5,6 +5,7 @@ Reasons follow the store's text rules (webapp/text.py), so a refusal is a field 
 anything is reviewed. Imported only by views, inside requests: the CLI starts without WTForms.
 """
 
+import re
 from datetime import UTC, datetime
 
 from flask import current_app
@@ -207,6 +208,7 @@ class HistoryFilterForm(FlaskForm):
 
 
 HEX_PREFIX = "hex:"
+HEX_BYTES = re.compile(r"(?:[0-9a-f]{2})+")
 
 
 def operator_choice(stored: bytes) -> tuple[str, str]:
@@ -226,14 +228,13 @@ def operator_choice(stored: bytes) -> tuple[str, str]:
 def stored_name(text: str) -> str | bytes:
     """Return what the operator filter compares: the text, or the bytes a ``hex:`` choice names
     (only bytes that are not UTF-8: any other ``hex:...`` is a name like another)."""
-    if text.startswith(HEX_PREFIX):
+    digits = text[len(HEX_PREFIX) :]
+    if text.startswith(HEX_PREFIX) and HEX_BYTES.fullmatch(digits):
+        stored = bytes.fromhex(digits)  # only the form operator_choice writes: lowercase pairs
         try:
-            stored = bytes.fromhex(text[len(HEX_PREFIX) :])
             stored.decode("utf-8")
         except UnicodeDecodeError:
             return stored
-        except ValueError:
-            pass
     return text
 
 
