@@ -1,8 +1,11 @@
 """Login and logout, sessions that end, login limits and redirects (webapp/auth.py)."""
 
 import base64
+import re
 
 import pytest
+from hypothesis import HealthCheck, given, settings
+from hypothesis import strategies as st
 from weblib import PASSWORDS, csrf_from, log_in, make_app, write_users
 
 from webapp.accounts.sessions import SessionStore
@@ -420,3 +423,28 @@ def test_a_poll_sent_to_sign_in_returns_to_the_page_it_came_from(db_path, tmp_pa
         done = client.post("/login", query_string={"next": target}, data=form)
         assert done.headers["Location"] == expected
         client.post("/logout")
+
+
+PAGE_PATHS = re.compile(r"/(history|timeline|change|revert/\d+)?")
+
+
+@settings(
+    max_examples=60,
+    deadline=None,
+    suppress_health_check=[HealthCheck.too_slow, HealthCheck.function_scoped_fixture],
+)
+@given(
+    current=st.text(st.characters(max_codepoint=255, exclude_categories=("Cc",)), max_size=60)
+    | st.sampled_from(["http://localhost/poll?since=1", "http://localhost//evil", "javascript:x"])
+)
+def test_a_poll_never_sends_sign_in_anywhere_but_a_page(db_path, tmp_path_factory, current):
+    from urllib.parse import parse_qs, urlsplit
+
+    app = make_app(
+        db_path, tmp_path_factory.mktemp("hx"), pytest.MonkeyPatch(), READ_REQUIRES_LOGIN=True
+    )
+    response = app.test_client().get(
+        "/poll?since=0", headers={"HX-Request": "true", "HX-Current-URL": current}
+    )
+    target = parse_qs(urlsplit(response.headers["HX-Redirect"]).query)["next"][0]
+    assert PAGE_PATHS.fullmatch(urlsplit(target).path) and not target.startswith("//"), target
