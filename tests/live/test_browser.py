@@ -537,8 +537,17 @@ def test_stale_form_without_javascript_gets_the_conflict(sessions, server):
     expect(page.locator("#change-form input[name=expect_id]")).to_have_value(str(before.version))
 
     run_cli(server, "set", cli_type, "--by", "cli-op", "--reason", "meanwhile")
-    after_cli = current(server)
+    # The review is checked against what the server reads now, and says that it moved.
     review(page, bob_type, "bob: stale, no js")
+    expect(page.locator("#confirm-moved")).to_contain_text(cli_type)
+    expect(page.locator("#confirm-form input[name=expect_id]")).to_have_value(
+        str(current(server).version)
+    )
+    # Changed again while Bob reads the confirmation: Apply shows the conflict.
+    later_type = other_type(cli_type, bob_type)
+    run_cli(server, "set", later_type, "--by", "cli-op", "--reason", "meanwhile")
+    after_cli = current(server)
+    cli_type = later_type
     conflict = page.locator("#conflict")
     with sessions.problems.tolerating(http_status(409)):
         page.locator("#apply-change").click()
