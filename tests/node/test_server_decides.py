@@ -22,14 +22,23 @@ def document(response, status=200):
     return parse(response.get_data(as_text=True))
 
 
+def crafted(db_path, named):
+    """Set a first change; return it and a change request naming ``named`` as its base."""
+    base = set_by(db_path, "filtered")
+    return base, {
+        "pipeline_type": "raw",
+        "reason": "x",
+        "expect_id": named.format(next=base.id + 1),
+    }
+
+
 def carried(doc, form_id) -> str:
     return doc.by_id(form_id).one("input", name="expect_id").get("value")
 
 
 @pytest.mark.parametrize("named", HOSTILE_IDS)
 def test_a_crafted_link_cannot_set_the_forms_base(operator, db_path, named):
-    base = set_by(db_path, "filtered")
-    link = {"pipeline_type": "raw", "reason": "x", "expect_id": named.format(next=base.id + 1)}
+    base, link = crafted(db_path, named)
     doc = document(operator.get("/change", query_string=link))
     assert carried(doc, "change-form") == str(base.id)
     assert doc.by_id("change-form").one("input", name="reason").get("value") == "x"  # prefilled
@@ -37,8 +46,7 @@ def test_a_crafted_link_cannot_set_the_forms_base(operator, db_path, named):
 
 @pytest.mark.parametrize("named", HOSTILE_IDS)
 def test_the_confirmation_carries_the_change_read_at_review(operator, db_path, named):
-    base = set_by(db_path, "filtered")
-    form = {"pipeline_type": "raw", "reason": "x", "expect_id": named.format(next=base.id + 1)}
+    base, form = crafted(db_path, named)
     review = document(operator.post("/change", data=form))
     assert carried(review, "confirm-form") == str(base.id)
     assert (review.find(id="confirm-moved") is not None) == (named == "{next}")
