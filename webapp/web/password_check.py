@@ -15,7 +15,7 @@ import time
 from flask import current_app, request
 
 from webapp.accounts import users
-from webapp.accounts.password_gate import PasswordGate
+from webapp.accounts.password_gate import WAIT, PasswordGate
 from webapp.accounts.single_flight import SingleFlight
 from webapp.accounts.throttle import LoginThrottle, client_block, whole_seconds
 from webapp.core.errors import PipelineError
@@ -57,7 +57,7 @@ def password_gate() -> PasswordGate:
     return current_app.extensions.setdefault(
         "pipeline.password_gate",
         PasswordGate(
-            state_dir() / "password-check.lock", wait=config.get("PASSWORD_GATE_WAIT", 5.0)
+            state_dir() / "password-check.lock", wait=config.get("PASSWORD_GATE_WAIT", WAIT)
         ),
     )
 
