@@ -16,9 +16,10 @@ import shutil
 import sys
 import tempfile
 
-from webapp.accounts.keys import key_problem, refusal
+from webapp.accounts.keys import configured_key_problem, refusal
 from webapp.core.config import load_settings
 from webapp.core.errors import InvalidInput
+from webapp.node.db import threads_problem
 
 
 def _refuse(message):
@@ -33,7 +34,7 @@ try:
 except InvalidInput as error:
     _refuse(error)
 _DEVELOPMENT = _settings["ENV"] == "development"
-_problem = key_problem(_settings["SECRET_KEY"], _settings["SECRET_KEY_SOURCE"], _DEVELOPMENT)
+_problem = configured_key_problem(_settings, _DEVELOPMENT)
 if _problem:
     _refuse(refusal(_problem))
 
@@ -46,6 +47,10 @@ if _settings["WRITE_TIMEOUT"] + _MARGIN > _settings["WORKER_TIMEOUT"]:
         f"{_MARGIN:g} s before PIPELINE_WORKER_TIMEOUT ({_settings['WORKER_TIMEOUT']:g} s): "
         "lower the first or raise the second"
     )
+
+# One thread at least must stay free for probes while changes wait for a held lock.
+if threads_problem(_settings["WORKER_THREADS"]):
+    _refuse(threads_problem(_settings["WORKER_THREADS"]))
 
 bind = _settings["BIND"]
 _workers = os.environ.get("WEB_CONCURRENCY", "2").strip()

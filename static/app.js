@@ -2,6 +2,13 @@
 (function () {
   "use strict";
 
+  // htmx's indicator styles are an inline <style>, which the CSP refuses. The <meta
+  // name="htmx-config"> of base.html says so too; this covers any page without it (htmx reads
+  // its configuration when the document is ready, after this deferred script ran).
+  if (window.htmx) {
+    window.htmx.config.includeIndicatorStyles = false;
+  }
+
   // Send the CSRF token with every htmx request (forms carry it too; polls are GETs).
   document.addEventListener("htmx:configRequest", function (event) {
     var meta = document.querySelector('meta[name="csrf-token"]');
@@ -56,6 +63,14 @@
   var MARK = / \((current|default: never set)\)$/;
   document.body.addEventListener("pipeline-changed", function (event) {
     var detail = event.detail || {};
+    // An open confirmation reviewed an older change: say so before Apply (Apply would only
+    // show the conflict and write nothing).
+    var confirmBase = document.querySelector('#confirm-form input[name="expect_id"]');
+    var stale = document.getElementById("confirm-stale");
+    if (confirmBase && stale && typeof detail.id === "number" &&
+        confirmBase.value !== String(detail.id)) {
+      stale.hidden = false;
+    }
     var input = document.querySelector('#change-form input[name="expect_id"]');
     if (input && typeof detail.id === "number") {
       input.value = String(detail.id);
@@ -64,7 +79,7 @@
       function (option) {
         var label = option.textContent.replace(MARK, "");
         if (option.value && option.value === detail.type) {
-          label += " (current)";
+          label += detail.mark || " (current)"; // the server's words: "(default: never set)" too
         }
         if (option.textContent !== label) {
           option.textContent = label;

@@ -9,7 +9,8 @@ import pytest
 from live import GUNICORN_ARGS, LIVE_SECRET_KEY, ROOT, LiveServer
 
 from webapp import create_app
-from webapp.accounts.keys import GENERATE, weakness
+from webapp.accounts.keys import GENERATE, configured_key_problem, weakness
+from webapp.core.config import load_settings
 from webapp.node.app import ConfigError
 
 WEAK_KEYS = {
@@ -21,6 +22,12 @@ WEAK_KEYS = {
     "secret": "My-Super-SECRET-key-for-the-pipeline-manager",
     "password": "P4ssw0rd-password-Password-for-flask-2026!",
     "keyboard run": "x7Kq-abcdefghijkl-0Zp9Wm3T-8vL2rN6yH1sD",
+    # Judged by estimated guesses (issue 15.11): repeats, leetspeak words, few symbols.
+    "Tr0ub4dor x3": "Tr0ub4dor&3" * 3 + "!",
+    "leetspeak": "s3cr3t-p4ssw0rd-ch4ng3m3-pl34s3-n0w",
+    "leetspeak 2": "4dm1n-p4ssw0rd-pr0duct10n-s3rv3r-k3y",
+    "eight emoji": "😀😁😂🤣😃😄😅😆",
+    "words and a year": "pipeline-manager-production-key-2026!",
 }
 
 
@@ -30,7 +37,7 @@ def test_weak_keys_are_named_weak(key):
 
 
 def test_generated_keys_are_accepted():
-    for _ in range(2000):
+    for _ in range(300):  # zxcvbn takes ~10-70 ms a key
         assert weakness(secrets.token_hex(32)) is None
         assert weakness(secrets.token_urlsafe(32)) is None
         assert weakness(secrets.token_hex(16)) is None
@@ -80,6 +87,7 @@ def test_gunicorn_refuses_a_weak_key_in_one_line(db_path, tmp_path, name):
 def test_gunicorn_refuses_a_weak_key_file_in_one_line(db_path, tmp_path):
     key_file = tmp_path / "secret_key"
     key_file.write_text("changeme\n")
+    key_file.chmod(0o600)
     (line,) = refused_start(db_path, tmp_path, PIPELINE_SECRET_KEY_FILE=str(key_file))
     assert line.startswith(f"Error: PIPELINE_SECRET_KEY_FILE ({key_file}) is too short")
     assert GENERATE in line
@@ -174,3 +182,29 @@ def test_flask_run_with_a_weak_key_serves_only_the_refusal(db_path, monkeypatch)
     response = app.test_client().get("/")
     assert response.status_code == 503
     assert "refusing to serve" in response.get_data(as_text=True)
+
+
+@pytest.mark.parametrize("mode", [0o644, 0o604, 0o602, 0o666])
+def test_a_key_file_that_others_can_read_is_refused(tmp_path, mode):
+    key_file = tmp_path / "secret_key"
+    key_file.write_text(LIVE_SECRET_KEY + "\n")
+    key_file.chmod(mode)
+    settings = load_settings({"PIPELINE_SECRET_KEY_FILE": str(key_file)})
+    problem = configured_key_problem(settings, development=False)
+    assert problem and f"(mode {mode:04o})" in problem and "0640 or 0600" in problem
+    key_file.chmod(0o640)
+    assert configured_key_problem(settings, development=False) is None
+
+
+def test_a_system_file_is_no_key_file():
+    settings = load_settings({"PIPELINE_SECRET_KEY_FILE": "/etc/passwd"})
+    assert "can be read or written by every user" in configured_key_problem(settings, False)
+
+
+@pytest.mark.slow
+def test_gunicorn_refuses_a_key_file_others_can_read(db_path, tmp_path):
+    key_file = tmp_path / "secret_key"
+    key_file.write_text(LIVE_SECRET_KEY + "\n")
+    key_file.chmod(0o644)
+    (line,) = refused_start(db_path, tmp_path, PIPELINE_SECRET_KEY_FILE=str(key_file))
+    assert line.startswith(f"Error: PIPELINE_SECRET_KEY_FILE ({key_file}) can be read")

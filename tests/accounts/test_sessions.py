@@ -142,3 +142,25 @@ def test_concurrent_lookups_and_a_logout(store, clock):
         thread.join()
     assert store.get(sid, "alice") is None
     assert store.count() == 0
+
+
+def test_junk_files_never_push_out_live_sessions(tmp_path, clock):
+    """3 000 files that are no records (issue 15.7) count for nothing toward the cap."""
+    store = SessionStore(tmp_path / "s", IDLE, LIFETIME, clock=clock, max_sessions=5)
+    live = []
+    for n in range(4):
+        clock.now += 1
+        live.append((f"op{n}", store.create(f"op{n}", "fp")))
+    junk = tmp_path / "s"
+    for n in range(3000):
+        (junk / f"junk-{n}").write_text("{}")
+    for n in range(20):  # named like records, but not records: empty, not JSON, wrong fields
+        name = f"{n:016x}.{'e' * 64}"
+        (junk / name).write_text(["", "not json", '{"operator": 1}', "[]"][n % 4])
+        os.utime(junk / name, (clock.now + 5,) * 2)  # newer than every live session
+    (junk / ("f" * 16 + "." + "f" * 64)).mkdir()  # a directory named like one
+    clock.now += 1
+    newest = store.create("carol", "fp")
+    assert store.count() == 5
+    assert all(store.get(sid, name, touch=False) for name, sid in live)
+    assert store.get(newest, "carol", touch=False) is not None

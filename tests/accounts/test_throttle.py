@@ -10,6 +10,7 @@ from webapp.accounts.throttle import (
     ADDRESS_FREE_ATTEMPTS,
     FORGET_AFTER,
     FREE_ATTEMPTS,
+    RESERVED_FOR,
     LoginThrottle,
     client_block,
     delay_after,
@@ -27,6 +28,14 @@ def throttle(tmp_path, now):
     return LoginThrottle(tmp_path / "t", clock=lambda: now[0])
 
 
+def charge(throttle, name, address, outcome="failed") -> float:
+    """Reserve an attempt and settle it with ``outcome``; return the wait if it was refused."""
+    wait, token = throttle.reserve(name, address)
+    if token is not None:
+        throttle.settle(name, address, token, outcome)
+    return wait
+
+
 def test_throttle_delay_doubles_and_success_clears(throttle):
     delays = [throttle.failed("alice", "10.0.0.1") for _ in range(FREE_ATTEMPTS + 3)]
     assert delays == [0.0] * (FREE_ATTEMPTS - 1) + [1.0, 2.0, 4.0, 8.0]
@@ -37,23 +46,40 @@ def test_throttle_delay_doubles_and_success_clears(throttle):
     assert delay_after(100) == 300.0 and delay_after(10**9) == 300.0
 
 
-def test_charge_refuses_while_locked_and_counts_before_the_check(throttle, now):
+def test_reserve_refuses_while_locked_and_a_failure_counts_when_it_fails(throttle, now):
     for _ in range(FREE_ATTEMPTS - 1):
-        assert throttle.charge("alice", "10.0.0.1") == 0.0
-    assert throttle.charge("alice", "10.0.0.1") == 0.0  # the attempt that locks still runs
-    assert throttle.charge("alice", "10.0.0.1") == 1.0  # refused, and not counted again
+        assert charge(throttle, "alice", "10.0.0.1") == 0.0
+    assert charge(throttle, "alice", "10.0.0.1") == 0.0  # the attempt that locks still runs
+    assert charge(throttle, "alice", "10.0.0.1") == 1.0  # refused, and not counted again
     now[0] += 1.0
-    assert throttle.charge("alice", "10.0.0.1") == 0.0
+    assert charge(throttle, "alice", "10.0.0.1") == 0.0
     assert throttle.wait_seconds("alice", "10.0.0.1") == 2.0
 
 
+def test_an_attempt_in_progress_is_no_failure(throttle, tmp_path):
+    wait, token = throttle.reserve("alice", "10.0.0.1")
+    assert wait == 0.0 and throttle.wait_seconds("alice", "10.0.0.1") == 0.0
+    throttle.settle("alice", "10.0.0.1", token, "ok")
+    for _ in range(FREE_ATTEMPTS + 2):  # the right password, again and again: never limited
+        assert charge(throttle, "alice", "10.0.0.1", "ok") == 0.0
+    assert list((tmp_path / "t").iterdir()) == []  # nothing to remember: no file at all
+
+
+def test_a_refunded_attempt_leaves_no_file(throttle, tmp_path):
+    for _ in range(50):
+        assert charge(throttle, f"user-{_}", "10.0.0.1", "unchecked") == 0.0
+    assert list((tmp_path / "t").iterdir()) == []
+    charge(throttle, "alice", "10.0.0.1")  # a real failure is kept: pair and address
+    assert len(list((tmp_path / "t").iterdir())) == 2
+
+
 def test_concurrent_attempts_cannot_slip_past_the_limit(tmp_path):
-    """Attempts racing in several threads are charged one after another: a few pass, no more."""
+    """Attempts racing in several threads are reserved one after another: a few pass, no more."""
     throttle = LoginThrottle(tmp_path / "t", clock=lambda: 1000.0)
     passed = []
 
     def attempt():
-        passed.append(throttle.charge("alice", "10.0.0.1") == 0.0)
+        passed.append(throttle.reserve("alice", "10.0.0.1")[0] == 0.0)
 
     threads = [threading.Thread(target=attempt) for _ in range(40)]
     for thread in threads:
@@ -63,23 +89,38 @@ def test_concurrent_attempts_cannot_slip_past_the_limit(tmp_path):
     assert passed.count(True) == FREE_ATTEMPTS
 
 
+def test_a_dead_workers_reservations_expire(throttle, now):
+    for _ in range(FREE_ATTEMPTS):
+        assert throttle.reserve("alice", "10.0.0.1")[0] == 0.0  # never settled: killed
+    assert throttle.reserve("alice", "10.0.0.1")[0] > 0
+    now[0] += RESERVED_FOR
+    assert throttle.reserve("alice", "10.0.0.1")[0] == 0.0
+
+
 def test_an_address_spraying_names_is_limited_across_names(throttle):
     for n in range(ADDRESS_FREE_ATTEMPTS):
-        assert throttle.charge(f"name-{n}", "10.0.0.9") == 0.0
-    assert throttle.charge("yet-another", "10.0.0.9") == 1.0
+        assert charge(throttle, f"name-{n}", "10.0.0.9") == 0.0
+    assert charge(throttle, "yet-another", "10.0.0.9") == 1.0
     assert throttle.wait_seconds("alice", "10.0.0.9") == 1.0
     # Nobody else is affected: not another address, not the names it sprayed.
     assert throttle.wait_seconds("name-0", "10.0.0.10") == 0.0
-    assert throttle.charge("name-0", "10.0.0.10") == 0.0
+    assert charge(throttle, "name-0", "10.0.0.10") == 0.0
 
 
-def test_a_success_refunds_its_own_charge_to_the_address(throttle):
+def test_a_success_is_not_charged_to_the_address(throttle):
     for n in range(ADDRESS_FREE_ATTEMPTS - 1):
-        throttle.charge(f"typo-{n}", "10.0.0.9")
-    throttle.charge("alice", "10.0.0.9")
-    throttle.succeeded("alice", "10.0.0.9")  # the right password: that attempt is not a failure
-    assert throttle.charge("bob", "10.0.0.9") == 0.0  # the tenth failure: still allowed
-    assert throttle.charge("carol", "10.0.0.9") > 0  # the eleventh attempt waits
+        charge(throttle, f"typo-{n}", "10.0.0.9")
+    charge(throttle, "alice", "10.0.0.9", "ok")  # the right password: not a failure
+    assert charge(throttle, "bob", "10.0.0.9") == 0.0  # the fifth failure: still allowed
+    assert charge(throttle, "carol", "10.0.0.9") > 0  # the sixth attempt waits
+
+
+def test_the_directory_holds_at_most_max_files(tmp_path):
+    throttle = LoginThrottle(tmp_path / "t", max_files=10)
+    for n in range(40):  # a spray from many addresses: two files per failure
+        throttle.failed("alice", f"10.0.{n}.1")
+    throttle.prune()
+    assert len(list((tmp_path / "t").iterdir())) == 10
 
 
 def test_an_attacker_cannot_lock_out_an_operator_elsewhere(throttle):
@@ -87,7 +128,7 @@ def test_an_attacker_cannot_lock_out_an_operator_elsewhere(throttle):
         throttle.failed("alice", "203.0.113.66")
     assert throttle.wait_seconds("alice", "203.0.113.66") == 300.0
     assert throttle.wait_seconds("alice", "198.51.100.7") == 0.0
-    assert throttle.charge("alice", "198.51.100.7") == 0.0
+    assert charge(throttle, "alice", "198.51.100.7") == 0.0
 
 
 def test_ipv6_clients_count_per_64_and_mapped_ipv4_as_ipv4():
@@ -107,9 +148,9 @@ def test_throttle_falls_back_to_memory_when_the_directory_is_unwritable(tmp_path
     blocker.write_text("")
     throttle = LoginThrottle(blocker / "sub", clock=lambda: 0.0)
     for _ in range(FREE_ATTEMPTS):
-        throttle.charge("alice", "a")
+        charge(throttle, "alice", "a")
     assert throttle.wait_seconds("alice", "a") == 1.0
-    assert throttle.charge("alice", "a") == 1.0
+    assert charge(throttle, "alice", "a") == 1.0
 
 
 def test_throttle_forgets_old_failures_and_prunes_their_files(throttle, now, tmp_path):
@@ -128,6 +169,37 @@ def test_two_processes_share_the_counts(tmp_path):
     """Two throttles on one directory stand for two gunicorn workers."""
     first, second = LoginThrottle(tmp_path / "t"), LoginThrottle(tmp_path / "t")
     for _ in range(FREE_ATTEMPTS):
-        first.charge("alice", "10.0.0.1")
+        charge(first, "alice", "10.0.0.1")
     assert second.wait_seconds("alice", "10.0.0.1") > 0
-    assert second.charge("alice", "10.0.0.1") > 0
+    assert charge(second, "alice", "10.0.0.1") > 0
+
+
+def reserve_and_succeed(directory, rounds=100):
+    throttle = LoginThrottle(directory)
+
+    def logins():
+        for _ in range(rounds):
+            wait, token = throttle.reserve("alice", "10.0.0.1")
+            if token is not None:
+                throttle.settle("alice", "10.0.0.1", token, "ok")
+
+    threads = [threading.Thread(target=logins) for _ in range(3)]
+    for thread in threads:
+        thread.start()
+    for thread in threads:
+        thread.join()
+
+
+def test_racing_workers_lose_no_reservation(tmp_path):
+    """Two processes of three threads reserve and settle one key: every update is kept, so the
+    key ends with nothing to remember (a lost update would leave a reservation behind)."""
+    import multiprocessing
+
+    spawn = multiprocessing.get_context("spawn")
+    workers = [spawn.Process(target=reserve_and_succeed, args=(tmp_path / "t",)) for _ in range(2)]
+    for worker in workers:
+        worker.start()
+    for worker in workers:
+        worker.join(timeout=120)
+    assert [worker.exitcode for worker in workers] == [0, 0]
+    assert list((tmp_path / "t").iterdir()) == []

@@ -437,7 +437,10 @@ def test_a_store_may_require_a_reason(db_path):
         with pytest.raises(InvalidInput, match="reason is required"):
             store.set("filtered", updated_by="ops", reason="  ")
         assert store.set("filtered", updated_by="ops", reason="why").changed
-        assert store.revert(1, updated_by="ops").change.reason is not None  # a no-op, no error
+        # One rule for every reason (issue 16.5): a revert needs one too.
+        with pytest.raises(InvalidInput, match="reason is required"):
+            store.revert(1, updated_by="ops")
+        assert store.revert(1, updated_by="ops", reason="again").change.reason == "why"  # no-op
 
 
 # -- revert ------------------------------------------------------------------------------------

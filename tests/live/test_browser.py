@@ -437,6 +437,7 @@ def test_revert_from_the_dashboard_stays_on_the_dashboard(sessions, server):
     page.evaluate("window.__sameDocument = true")
     page.locator(f'#recent [data-change-id="{older.id}"] .revert-button').click()
     expect(page.locator("#confirm-heading")).to_be_focused()  # wherever the button was
+    page.locator("#confirm-form input[name=reason]").fill("the older one worked")
     page.locator("#apply-change").click()
     expect(page.locator("#current")).to_have_attribute("data-pipeline-type", older.pipeline_type)
     expect_flash(page, f"Pipeline reverted to {older.pipeline_type} (change #{older.id})")
@@ -501,8 +502,13 @@ def test_second_browser_confirming_a_stale_change_gets_the_conflict(sessions, se
     after_alice = current(server)
     assert after_alice.pipeline_type == alice_type and after_alice.updated_by == "alice"
 
-    # Bob's page keeps polling meanwhile; what he confirmed is still the change from `before`.
+    # Bob's page keeps polling meanwhile; what he confirmed is still the change from `before`,
+    # and the open confirmation says so before he presses Apply.
+    expect(second.locator("#confirm-stale")).to_be_hidden()
     wait_for_polls(second, rounds=2)
+    expect(second.locator("#confirm-stale")).to_be_visible()
+    # htmx's indicator styles would be an inline <style> (a CSP violation): none is inserted.
+    assert second.evaluate("document.querySelectorAll('style').length") == 0
     conflict = second.locator("#conflict")
     with sessions.problems.tolerating(http_status(409)):
         second.locator("#apply-change").click()
@@ -531,8 +537,17 @@ def test_stale_form_without_javascript_gets_the_conflict(sessions, server):
     expect(page.locator("#change-form input[name=expect_id]")).to_have_value(str(before.version))
 
     run_cli(server, "set", cli_type, "--by", "cli-op", "--reason", "meanwhile")
-    after_cli = current(server)
+    # The review is checked against what the server reads now, and says that it moved.
     review(page, bob_type, "bob: stale, no js")
+    expect(page.locator("#confirm-moved")).to_contain_text(cli_type)
+    expect(page.locator("#confirm-form input[name=expect_id]")).to_have_value(
+        str(current(server).version)
+    )
+    # Changed again while Bob reads the confirmation: Apply shows the conflict.
+    later_type = other_type(cli_type, bob_type)
+    run_cli(server, "set", later_type, "--by", "cli-op", "--reason", "meanwhile")
+    after_cli = current(server)
+    cli_type = later_type
     conflict = page.locator("#conflict")
     with sessions.problems.tolerating(http_status(409)):
         page.locator("#apply-change").click()

@@ -167,6 +167,7 @@ def test_at_most_half_the_threads_wait_for_the_lock(db_path, tmp_path):
     [
         ({"PIPELINE_WRITE_TIMEOUT": "40"}, "must end at least 5 s before PIPELINE_WORKER_TIMEOUT"),
         ({"PIPELINE_WORKER_THREADS": "٣"}, "PIPELINE_WORKER_THREADS must be a whole number"),
+        ({"PIPELINE_WORKER_THREADS": "1"}, "leaves no thread for /healthz, /readyz and pages"),
         ({"PIPELINE_WRITE_TIMEOUT": "nan"}, "PIPELINE_WRITE_TIMEOUT must be a number"),
     ],
 )

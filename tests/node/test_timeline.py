@@ -9,7 +9,7 @@ def test_changes_in_one_moment_draw_only_what_can_be_seen(store):
     types = ("filtered", "aggregated", "schematized", "raw")
     for n in range(30):  # an automated rollout: thirty changes within a second
         store.set(types[n % 4], updated_by="rollout", reason=str(n))
-    day, week = timelines(store, datetime.now(UTC))
+    _, day, week = timelines(store, datetime.now(UTC))
     for line in (day, week):
         drawn = [s.change.id for s in line.segments]
         assert drawn[-1] == store.current().id  # what the uploader applies now is on top
@@ -24,6 +24,6 @@ def test_the_store_is_read_once_for_both_windows(store, monkeypatch):
     reads = []
     original = store.window
     monkeypatch.setattr(store, "window", lambda *a: reads.append(a) or original(*a))
-    day, week = timelines(store, datetime.now(UTC))
+    _, day, week = timelines(store, datetime.now(UTC))
     assert len(reads) == 1
     assert day.clipped and week.clipped  # more changes than drawn: both windows say so

@@ -190,7 +190,8 @@ def test_changed_poll_returns_every_fragment_out_of_band(operator, db_path):
     assert announcer.text() == "Pipeline changed to aggregated by carol"
     assert document.by_id("since").get("value") == str(second.id)
     trigger = json.loads(response.headers["HX-Trigger"])
-    assert trigger == {"pipeline-changed": {"id": second.id, "type": "aggregated"}}
+    changed = {"id": second.id, "type": "aggregated", "mark": " (current)"}
+    assert trigger == {"pipeline-changed": changed}
     assert document.find(id="change-form") is None  # the reason being typed is never replaced
 
 
@@ -486,6 +487,7 @@ def test_revert_from_the_dashboard_confirms_then_writes_a_new_row(operator, db_p
     assert review.by_id("apply-change").text() == "Apply revert"
     assert row_count(db_path) == 2
     action, confirm = confirm_post(review)
+    confirm["reason"] = "filtering again"  # required, as for every change
     applied = operator.post(action, data=confirm)
     assert applied.status_code == 302 and applied.headers["Location"] == "/"
     current = current_of(db_path)
@@ -512,6 +514,7 @@ def test_revert_from_history_stays_on_history_and_comes_back_to_it(operator, db_
     assert review.by_id("cancel-change").get("href") == fields["next"]
     action, confirm = confirm_post(review)
     assert confirm["next"] == fields["next"]
+    confirm["reason"] = "filtering again"
     applied = operator.post(action, data=confirm)
     assert applied.status_code == 302 and applied.headers["Location"] == fields["next"]
     after = page(operator.get(applied.headers["Location"]))
@@ -534,7 +537,7 @@ def test_revert_from_history_stays_on_history_and_comes_back_to_it(operator, db_
 def test_revert_next_never_leaves_the_site(operator, db_path, target):
     first = set_by(db_path, "filtered")
     set_by(db_path, "aggregated")
-    data = {"expect_id": "2", "next": target, "reason": ""}
+    data = {"expect_id": "2", "next": target, "reason": "back"}
     response = operator.post(f"/revert/{first.id}/apply", data=data)
     assert response.status_code == 302
     assert response.headers["Location"] in ("/", "/history"), response.headers["Location"]
@@ -591,7 +594,10 @@ def outline_pages(operator, db_path):
         "conflict": page(operator.post("/change/apply", data=stale), 409),
         "revert on history": page(operator.get(f"/revert/{first.id}?next=/history")),
         "revert conflict": page(
-            operator.post(f"/revert/{first.id}/apply", data={"expect_id": "1", "next": "/history"}),
+            operator.post(
+                f"/revert/{first.id}/apply",
+                data={"expect_id": "1", "next": "/history", "reason": "back"},
+            ),
             409,
         ),
         "error": page(operator.get("/history.json?pipeline_type=nope"), 400),
@@ -721,7 +727,7 @@ def test_timeline_geometry_from_changes_at_known_times(db_path, store):
             for hours, kind in ((30, "filtered"), (12, "aggregated"), (6, "raw"))
         ],
     )
-    day, week = timelines(store, now)
+    _, day, week = timelines(store, now)
     assert [(s.kind, s.x, s.width) for s in day.segments] == [
         ("filtered", 0, 50),
         ("aggregated", 50, 25),
@@ -729,12 +735,12 @@ def test_timeline_geometry_from_changes_at_known_times(db_path, store):
     ]
     assert [tick.label for tick in day.ticks] == ["18:00 UTC", "00:00 UTC", "06:00 UTC"]
     # Ticks sit on multiples of six hours from midnight, wherever the window starts...
-    late_day, _ = timelines(store, now.replace(minute=5))
+    _, late_day, _ = timelines(store, now.replace(minute=5))
     assert [tick.label for tick in late_day.ticks] == ["18:00 UTC", "00:00 UTC", "06:00 UTC"]
     # ...and one that close to an edge has no label: it would be cut off on a phone.
-    early_day, _ = timelines(store, now - timedelta(hours=6, minutes=-5))
+    _, early_day, _ = timelines(store, now - timedelta(hours=6, minutes=-5))
     assert [tick.label for tick in early_day.ticks] == ["12:00 UTC", "18:00 UTC", "00:00 UTC"]
-    edge_day, _ = timelines(store, now + timedelta(hours=1))
+    _, edge_day, _ = timelines(store, now + timedelta(hours=1))
     assert [tick.label for tick in edge_day.ticks] == ["18:00 UTC", "00:00 UTC", "06:00 UTC"]
     assert [s.kind for s in week.segments] == ["raw", "filtered", "aggregated", "raw"]
     assert week.segments[0].change.is_default
@@ -851,7 +857,7 @@ def test_unreadable_times_and_metadata_are_shown_as_stored(operator, hostile_db)
 
 def test_timeline_draws_other_types_and_odd_times_without_breaking(operator, hostile_db):
     document = page(operator.get("/timeline"))
-    for window in ("day", "week"):
+    for window in ("hour", "day", "week"):
         drawn = segments(document, window)
         assert all(
             kind in {"raw", "schematized", "filtered", "aggregated", "other"} for kind, *_ in drawn

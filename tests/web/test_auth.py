@@ -1,8 +1,11 @@
 """Login and logout, sessions that end, login limits and redirects (webapp/auth.py)."""
 
 import base64
+import re
 
 import pytest
+from hypothesis import HealthCheck, given, settings
+from hypothesis import strategies as st
 from weblib import PASSWORDS, csrf_from, log_in, make_app, write_users
 
 from webapp.accounts.sessions import SessionStore
@@ -353,6 +356,19 @@ def test_login_redirects_only_within_the_site(web_app):
         "history",
         "",
         "/" + "a" * 3000,
+        # Paths on this site that are no page (issue 15.17): a fragment, the API, downloads.
+        "/poll?since=3",
+        "/poll",
+        "/api/pipeline",
+        "/api/history?limit=5",
+        "/history.csv",
+        "/healthz",
+        "/metrics",
+        "/login",
+        "/change/apply",
+        "/revert/1/apply",
+        "/static/app.js",
+        "/no-such-page",
     ],
 )
 def test_login_falls_back_to_the_dashboard_for_other_targets(web_app, target):
@@ -382,3 +398,53 @@ def test_refusals_pause_on_a_quarter_of_the_threads_at_most(db_path, tmp_path, m
     finally:
         pausing.release()
         pausing.release()
+
+
+def test_a_poll_sent_to_sign_in_returns_to_the_page_it_came_from(db_path, tmp_path, monkeypatch):
+    """PIPELINE_READ_REQUIRES_LOGIN=1: a dashboard's poll after the session ended leads to the
+    login, and from there back to the page that polled, never to the bare /poll fragment."""
+    from urllib.parse import parse_qs, urlsplit
+
+    app = make_app(db_path, tmp_path, monkeypatch, READ_REQUIRES_LOGIN=True)
+    client = app.test_client()
+    poll = {"HX-Request": "true", "HX-Current-URL": "http://localhost/history?operator=bob"}
+    cases = [
+        (poll, "/history?operator=bob"),
+        ({**poll, "HX-Current-URL": "http://elsewhere.example/history"}, "/"),
+        ({"HX-Request": "true"}, "/"),
+        ({}, "/"),  # a bare GET of the fragment itself: the dashboard, not /poll
+    ]
+    for headers, expected in cases:
+        response = client.get("/poll?since=0", headers=headers)
+        login = response.headers.get("HX-Redirect") or response.headers["Location"]
+        target = parse_qs(urlsplit(login).query)["next"][0]
+        assert target == expected, headers
+        form = {"username": "alice", "password": PASSWORDS["alice"]}
+        done = client.post("/login", query_string={"next": target}, data=form)
+        assert done.headers["Location"] == expected
+        client.post("/logout")
+
+
+PAGE_PATHS = re.compile(r"/(history|timeline|change|revert/\d+)?")
+
+
+@settings(
+    max_examples=60,
+    deadline=None,
+    suppress_health_check=[HealthCheck.too_slow, HealthCheck.function_scoped_fixture],
+)
+@given(
+    current=st.text(st.characters(max_codepoint=255, exclude_categories=("Cc",)), max_size=60)
+    | st.sampled_from(["http://localhost/poll?since=1", "http://localhost//evil", "javascript:x"])
+)
+def test_a_poll_never_sends_sign_in_anywhere_but_a_page(db_path, tmp_path_factory, current):
+    from urllib.parse import parse_qs, urlsplit
+
+    app = make_app(
+        db_path, tmp_path_factory.mktemp("hx"), pytest.MonkeyPatch(), READ_REQUIRES_LOGIN=True
+    )
+    response = app.test_client().get(
+        "/poll?since=0", headers={"HX-Request": "true", "HX-Current-URL": current}
+    )
+    target = parse_qs(urlsplit(response.headers["HX-Redirect"]).query)["next"][0]
+    assert PAGE_PATHS.fullmatch(urlsplit(target).path) and not target.startswith("//"), target

@@ -14,7 +14,9 @@ flight. Expired records are pruned at each sign-in, and the number of records is
 import hashlib
 import json
 import os
+import re
 import secrets
+import stat
 import tempfile
 import time
 from dataclasses import dataclass
@@ -25,6 +27,7 @@ from webapp.core.errors import PipelineError
 MAX_SESSIONS = 1000  # live records in all; the least recently active go first
 MAX_PER_OPERATOR = 20  # one operator's browsers and devices; their least recently active go first
 MAX_RECORD_BYTES = 4096
+RECORD_NAME = re.compile(r"[0-9a-f]{16}\.[0-9a-f]{64}\Z")  # what _path() names a record
 
 
 class SessionsUnavailable(PipelineError):
@@ -141,16 +144,22 @@ class SessionStore:
         live = []
         for entry in self._entries():
             try:
-                seen = entry.stat().st_mtime
+                info = entry.stat(follow_symlinks=False)
             except OSError:
                 continue  # pruned by another worker meanwhile
+            seen = info.st_mtime
             if entry.name.startswith("."):  # a record being written, or left by a crash
                 if now - seen > 60:
                     self._unlink(Path(entry.path))
-            elif now - seen >= self.idle:  # the idle time tells without reading the record
-                self._unlink(Path(entry.path))
+            elif not RECORD_NAME.match(entry.name) or not stat.S_ISREG(info.st_mode):
+                continue  # not a record of ours: never counted, never pushes one out
+            elif now - seen >= self.idle or not 0 < info.st_size <= MAX_RECORD_BYTES:
+                self._unlink(Path(entry.path))  # idle (no need to read it), or damaged
             else:
                 live.append((seen, entry.path))
+        if len(live) >= self.max_sessions:
+            # Full: only records that read as records count (junk must not push out sessions).
+            live = [item for item in live if self._readable(Path(item[1]))]
         live.sort()  # least recently active first
         doomed = []
         if operator is not None:
@@ -163,7 +172,27 @@ class SessionStore:
             self._unlink(Path(path))
 
     def count(self) -> int:
-        return sum(1 for entry in self._entries() if not entry.name.startswith("."))
+        """Return how many records the directory holds (files of other names not counted)."""
+        return sum(
+            1
+            for entry in self._entries()
+            if RECORD_NAME.match(entry.name) and entry.is_file(follow_symlinks=False)
+        )
+
+    def _readable(self, path: Path) -> bool:
+        """Return True if ``path`` holds a session record; delete it if it does not."""
+        try:
+            with path.open("rb") as handle:
+                record = json.loads(handle.read(MAX_RECORD_BYTES))
+            if isinstance(record["operator"], str) and isinstance(record["fingerprint"], str):
+                float(record["started"])
+                return True
+        except FileNotFoundError:
+            return False
+        except (OSError, ValueError, KeyError, TypeError):
+            pass
+        self._unlink(path)
+        return False
 
     def _entries(self) -> list:
         try:

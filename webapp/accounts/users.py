@@ -30,6 +30,9 @@ NAME_CHARACTERS = "letters a-z and A-Z, digits, '.', '_', '-' and '@'"
 # second "alice" in the history. The first character is a letter or digit (never "-rf").
 NAME_PATTERN = re.compile(r"[A-Za-z0-9][A-Za-z0-9._@-]*\Z")
 BCRYPT_PATTERN = re.compile(r"\$2[aby]\$(0[4-9]|[12][0-9]|3[01])\$[./A-Za-z0-9]{53}\Z")
+# Costs a line may have: below 12 (`htpasswd -nB` writes 5) is accepted but logged as weak;
+# above 14 one check would hold the password gate for seconds (a cost-31 line, for hours).
+MIN_COST, GOOD_COST, MAX_COST = 4, 12, 14
 # What the other hash schemes htpasswd can write look like, to say which one a line uses.
 OTHER_SCHEMES = (
     ("$apr1$", "an MD5 (apr1) hash"),
@@ -39,8 +42,22 @@ OTHER_SCHEMES = (
     ("$6$", "a SHA-512-crypt hash"),
     ("$2", "a malformed bcrypt hash"),
 )
-# Checked when the name is unknown, so a wrong name costs as long as a wrong password.
-_DUMMY_HASH = b"$2b$12$8a.bCPYuQRnGfWHoNWjZjeKAY8oe2/R0xG1L/YCJQsUeu9So9ZzVe"
+# Hashes of a random password nobody knows, one per cost: checked for an unknown name, and to
+# pad a refusal up to the file's highest cost, so that every refusal does the same bcrypt work
+# whether the name exists or not and whatever its hash's cost (see verify()).
+_DUMMY_HASHES = {
+    4: b"$2b$04$g5z7qIaeys1iQ/Y640JwA.yvuc3aKag4Z8/PXq/OWrHnQoAesWmyq",
+    5: b"$2b$05$QB./uPc9TA/OLpca.HkvpOqad0/eOoiUfk0SmSutmrJPDrnAW3nZm",
+    6: b"$2b$06$8OrfrZ1pYSe9qyOFuvHHaey.G32STTpf9OYyIkCUOcV0Wf6xlsmAW",
+    7: b"$2b$07$2qX.b9Q7wBStvLm0t.RNwecpMr8P2/xkh6KGFkhaDCHgx3Nj24.fi",
+    8: b"$2b$08$Gt51kgfmEzpSE6BjvegDyuPNMVRIWkUZid7.xjDTm8ZRIBvPQJ3ei",
+    9: b"$2b$09$mTp0gv4rPqXodeN0R7DvxOEtU3NQCJDdAzcdVOKE2GwZHGHuIrrSm",
+    10: b"$2b$10$xQ2uILhgEVSYET4wZM2uB.P3tRbwmBgNXxJtdpP9n1NwTf1wrq8zS",
+    11: b"$2b$11$OUMPE.tQ4m72VxBR1R47K.7RdcYp135kxvVLHO1C6vTGimyOdtflG",
+    12: b"$2b$12$gGpeXZEcY4Yh2ZC15Um3OusidQecV1eWKHdjW8MDLOzPSLN3SEeGK",
+    13: b"$2b$13$4P2lLsXHo4fMzTbnFiBxtu5h0XUO5RrvXbdMq0M7ZsnjOdH8Px/.S",
+    14: b"$2b$14$HPRU5R2nY9zbQQMDPiIPzeJWovTWXpwCQ2YJciiqwXcZWSwOnYqTS",
+}
 
 _cache: dict[str, tuple[tuple, "Accounts"]] = {}  # path -> (file stamp, accounts)
 _verified: dict[bytes, float] = {}  # keyed digest of a checked login -> valid until (monotonic)
@@ -54,6 +71,12 @@ class Accounts:
     users: dict[str, str] = field(default_factory=dict)  # name -> bcrypt hash
     problem: str | None = None  # set when the file cannot be used at all: nobody signs in
     skipped: tuple[tuple[int, str], ...] = ()  # (line number, why it never matches)
+    cost: int = GOOD_COST  # the highest bcrypt cost of a usable line: what every refusal costs
+
+
+def hash_cost(hashed: str) -> int:
+    """Return the bcrypt cost of a usable hash (``$2y$05$...`` → 5)."""
+    return int(hashed[4:6])
 
 
 def name_problem(name: str) -> str | None:
@@ -127,7 +150,8 @@ def load(path) -> Accounts:
     except OSError as error:
         return Accounts(problem=f"cannot be read ({(error.strerror or str(error)).lower()})")
     users, skipped = parse(data)
-    accounts = Accounts(users, None, tuple(skipped))
+    cost = max(map(hash_cost, users.values()), default=GOOD_COST)
+    accounts = Accounts(users, None, tuple(skipped), cost)
     _cache[key] = (stamp, accounts)
     return accounts
 
@@ -164,6 +188,12 @@ def line_problem(name: str, sep: str, hashed: str) -> str | None:
     if problem:
         return f"the operator name {problem}: use only {NAME_CHARACTERS}"
     if BCRYPT_PATTERN.match(hashed):
+        cost = hash_cost(hashed)
+        if cost > MAX_COST:
+            return (
+                f"a bcrypt cost of {cost}: each check would take seconds (at most {MAX_COST}; "
+                "`flask user add` writes 12)"
+            )
         return None
     scheme = next((text for prefix, text in OTHER_SCHEMES if hashed.startswith(prefix)), None)
     scheme = scheme or "plain text or an unknown hash"
@@ -171,18 +201,35 @@ def line_problem(name: str, sep: str, hashed: str) -> str | None:
 
 
 def verify(path, name: str, password: str) -> bool:
-    """Return True when ``password`` matches ``name``'s bcrypt hash."""
-    import bcrypt
+    """Return True when ``password`` matches ``name``'s bcrypt hash.
 
-    hashed = load(path).users.get(name)
+    A refusal always does the work of one check at the file's highest cost: an unknown name is
+    checked against a dummy hash of that cost, and a wrong password for a cheaper hash is padded
+    with dummy checks of each cost from its own up (2^c + 2^c + ... + 2^(t-1) = 2^t rounds).
+    """
+    accounts = load(path)
+    hashed = accounts.users.get(name)
     secret = (password or "").encode("utf-8", "surrogatepass")
     if len(secret) > MAX_PASSWORD_BYTES:
+        return False  # refused before any hashing, whoever the name is
+    if hashed is None:
+        bcrypt_check(secret, _DUMMY_HASHES[accounts.cost])
         return False
+    if bcrypt_check(secret, hashed.encode("ascii")):
+        return True
+    for cost in range(hash_cost(hashed), accounts.cost):
+        bcrypt_check(secret, _DUMMY_HASHES[cost])
+    return False
+
+
+def bcrypt_check(secret: bytes, hashed: bytes) -> bool:
+    """Return ``bcrypt.checkpw(secret, hashed)``, False for a hash bcrypt refuses."""
+    import bcrypt
+
     try:
-        matches = bcrypt.checkpw(secret, hashed.encode("ascii") if hashed else _DUMMY_HASH)
+        return bcrypt.checkpw(secret, hashed)
     except ValueError:  # a hash bcrypt itself refuses (the pattern above should catch it first)
         return False
-    return matches and hashed is not None
 
 
 def cached_success(path, name: str, password: str) -> bool:
@@ -212,6 +259,13 @@ def _cache_key(path, name, password) -> bytes | None:
     hashed = load(path).users.get(name)
     if hashed is None:
         return None
+    return login_key(path, name, password)
+
+
+def login_key(path, name: str, password: str) -> bytes:
+    """Return a keyed digest of a login (the name, the password and the stored hash, if any):
+    equal for the same credentials against the same account, never the password itself."""
+    hashed = load(path).users.get(name) or ""
     text = f"{name}\0{password}\0{hashed}".encode("utf-8", "surrogatepass")
     return hmac.new(_CACHE_KEY, text, "sha256").digest()
 

@@ -31,16 +31,16 @@ class BoundedReads:
         rows = self.db.read(queries.SCAN_FLOOR)
         return rows[0][0] if rows else None
 
-    def operators(self, limit=100) -> list[str]:
+    def operators(self, limit=100, stored=False) -> list:
         """Return up to ``limit`` distinct ``updated_by`` names, in order (one index seek each).
 
         The seek key is the stored bytes, not the decoded text: a name that is not UTF-8 reads
-        with U+FFFD in it and must not be searched for again as that.
+        with U+FFFD in it and is searched for by its bytes (``stored=True`` returns those).
         """
         floor = self.scan_floor()
         if floor is not None:  # no index to seek: the names in the newest rows, one bounded scan
             rows = self.db.read(queries.OPERATORS_SCAN, (floor, limit))
-            return [row[0].decode("utf-8", "replace") for row in rows]
+            return [row[0] if stored else row[0].decode("utf-8", "replace") for row in rows]
         names, last = [], b""
         while len(names) < limit:
             rows = self.db.read(
@@ -52,7 +52,7 @@ class BoundedReads:
             if not rows or rows[0][0] is None:
                 break
             last = rows[0][0]
-            names.append(last.decode("utf-8", "replace"))
+            names.append(last if stored else last.decode("utf-8", "replace"))
         return names
 
     def active_at(self, moment: datetime) -> Change:

@@ -183,8 +183,9 @@ SETTINGS = (
         "WORKER_THREADS",
         8,
         "int",
-        "Threads per gunicorn worker (`gthread`): a change waiting for a held lock blocks only "
-        "its own thread, and at most half of them may wait at once.",
+        "Threads per gunicorn worker (`gthread`), at least 2: a change waiting for a held lock "
+        "blocks only its own thread, at most half of them may wait at once, and a quarter stay "
+        "free for probes and pages.",
     ),
     Setting(
         "PIPELINE_WORKER_TIMEOUT",

@@ -92,7 +92,9 @@ def _filters(pipeline_type=None, updated_by=None, since=None, until=None):
         clauses.append("pipeline_type = ?")
         params.append(validate_type(pipeline_type))
     if updated_by:
-        clauses.append("updated_by = ?")
+        # CAST: ``updated_by`` may be the stored bytes of a name that is not UTF-8 (another
+        # tool's); compared as text, they match that row and nothing else. Text is unchanged.
+        clauses.append("updated_by = CAST(? AS TEXT)")
         params.append(updated_by)
     if since is not None:
         clauses.append("updated_at >= ?")

@@ -293,7 +293,7 @@ class PipelineStore(BoundedReads):
         return self.set(
             target.pipeline_type,
             updated_by=updated_by,
-            reason=reason or f"revert to change #{target.id}",
+            reason=reason or (None if self.require_reason else f"revert to change #{target.id}"),
             source=source,
             expect_id=expect_id,
             reverts_to=target.id,

@@ -7,7 +7,7 @@ import secrets
 import click
 from flask import Flask
 
-from webapp.accounts.keys import key_problem, refusal
+from webapp.accounts.keys import configured_key_problem, refusal
 from webapp.core.config import ROOT, load_settings
 from webapp.core.errors import InvalidInput
 
@@ -60,8 +60,7 @@ def setup_secret_key(app) -> None:
     gunicorn.conf.py runs development with one worker). Test configurations choose their own key.
     """
     key = app.config.get("SECRET_KEY")
-    source = app.config.get("SECRET_KEY_SOURCE", "PIPELINE_SECRET_KEY")
-    problem = None if app.testing else key_problem(key, source, is_development(app))
+    problem = None if app.testing else configured_key_problem(app.config, is_development(app))
     if not key:
         app.config["SECRET_KEY"] = secrets.token_hex(32)
     if problem is None:
@@ -138,6 +137,15 @@ def setup_web(app) -> None:
     history.init_app(app)
     change_flow.init_app(app)
     api.init_app(app)
+    # Where a sign-in may lead back to: pages, never a fragment (/poll), an export or the API.
+    auth.register_pages(
+        app,
+        "dashboard.index",
+        "dashboard.timeline",
+        "history.index",
+        "changes.review",
+        "changes.review_revert",
+    )
 
 
 def setup_health(app) -> None:

@@ -14,10 +14,10 @@ from flask import Blueprint, flash, redirect, request, url_for
 from werkzeug.datastructures import MultiDict
 
 from webapp.core.errors import ConflictError, PipelineError
+from webapp.core.pipelines import PIPELINE_TYPES
 from webapp.node.dashboard import dashboard
 from webapp.node.db import get_store
 from webapp.node.history import history_page, history_url
-from webapp.node.inputs import query_number
 from webapp.web.auth import accounts_configured, current_operator
 from webapp.web.render import render, wants_fragment
 
@@ -107,13 +107,17 @@ def review():
     store = get_store()
     current = store.current()
     if request.method == "GET":
-        form = ChangeForm(formdata=request.args, current=current)
-        form.expect_id.data = current.version  # always the state shown, never the URL's
+        form = ChangeForm(formdata=request.args, current=current)  # a link may prefill choices
+        form.base_on(current)  # never its base: always the state shown
         return show(store, form=form)
-    form = ChangeForm(current=current)
+    form = ChangeForm(current=current, accepted=store.accepted_types())
+    # The confirmation carries the change read now, whatever the request named: what it shows
+    # ("from X") is what Apply is checked against. A base that moved since the form was shown
+    # is said before Apply.
+    named = form.base_on(current)
     if not form.validate():
         return show(store, 422, form=form)
-    return show(store, step="confirm", form=form)
+    return show(store, step="confirm", form=form, moved=named not in (None, current.version))
 
 
 @bp.post("/change/apply")
@@ -126,7 +130,7 @@ def apply():
         current = store.current()
     except PipelineError:
         current = None  # the write below fails alike and is reported with what was typed
-    form = ChangeForm(current=current)
+    form = ChangeForm(current=current, accepted=accepted_types(store))
     if not form.validate():
         return show(store, 422, form=form)
     return attempt(
@@ -143,19 +147,35 @@ def apply():
     )
 
 
-def revert_refusal(target, change_id, current=None) -> str | None:
-    """Say why reverting to ``target`` is refused: missing, not ours, or already in force.
+def accepted_types(store) -> tuple:
+    """Return the types the table accepts; all of ours when it cannot be read (the write that
+    follows fails alike and is reported with what was typed)."""
+    try:
+        return store.accepted_types()
+    except PipelineError:
+        return PIPELINE_TYPES
 
-    Without ``current`` (when applying) the last is left to the store: on a stale base, the
-    conflict explains more.
+
+def revert_refusal(target, change_id, current=None, accepted=PIPELINE_TYPES):
+    """Say why reverting to ``target`` is refused, with the status: missing or not ours (400),
+    already in force (400), or a type this database's table refuses (422).
+
+    Without ``current`` (when applying) "already in force" is left to the store: on a stale
+    base, the conflict explains more.
     """
+    from webapp.node.forms import type_refusal
+
     if target is None:
-        return f"There is no change #{change_id} to revert to."
+        return 400, f"There is no change #{change_id} to revert to."
     if not target.managed:
-        return f"Change #{target.id} is {target.type_label}: there is nothing to revert to."
+        return 400, f"Change #{target.id} is {target.type_label}: there is nothing to revert to."
     if current is not None and target.pipeline_type == current.pipeline_type:
-        return f"{target.pipeline_type} is already the current pipeline: reverting changes nothing."
-    return None
+        message = (
+            f"{target.pipeline_type} is already the current pipeline: reverting changes nothing."
+        )
+        return 400, message
+    refusal = type_refusal(target.pipeline_type, accepted)
+    return (422, refusal) if refusal else None
 
 
 @bp.get("/revert/<int:change_id>")
@@ -166,14 +186,12 @@ def review_revert(change_id):
     store = get_store()
     current = store.current()
     back = origin(request.args.get("next"))
-    expect_id = query_number("expect_id")  # ASCII digits only: "٣" is refused (400), not 3
-    if expect_id is None:
-        expect_id = current.version
     target = store.get(change_id)
-    refusal = revert_refusal(target, change_id, current)
+    refusal = revert_refusal(target, change_id, current, store.accepted_types())
     if refusal:
-        return show(store, 400, message=refusal, back=back)
-    form = RevertForm(formdata=None, expect_id=expect_id, next=back)
+        return show(store, refusal[0], message=refusal[1], back=back)
+    # The base is the change read now, never the link's (a crafted ?expect_id= is ignored).
+    form = RevertForm(formdata=None, expect_id=current.version, next=back)
     return show(store, step="confirm", form=form, target=target, back=back)
 
 
@@ -185,9 +203,9 @@ def apply_revert(change_id):
     store, form = get_store(), RevertForm()
     back = origin(form.next.data)
     target = store.get(change_id)
-    refusal = revert_refusal(target, change_id)
+    refusal = revert_refusal(target, change_id, accepted=accepted_types(store))
     if refusal:
-        return show(store, 400, message=refusal, back=back)
+        return show(store, refusal[0], message=refusal[1], back=back)
     if not form.validate():
         return show(store, 422, step="confirm", form=form, target=target, back=back)
     return attempt(

@@ -1,5 +1,7 @@
 """The dashboard: the live overview, its poll, and the timeline page."""
 
+import os
+import socket
 from datetime import UTC, datetime
 
 import htmx_flask
@@ -7,7 +9,7 @@ from flask import Blueprint, current_app, render_template, url_for
 
 from webapp.node.db import get_store
 from webapp.node.inputs import query_number
-from webapp.web.render import render
+from webapp.web.render import render, wants_fragment
 
 bp = Blueprint("dashboard", __name__)
 
@@ -29,11 +31,25 @@ def live_context(store, announce=None) -> dict:
     }
 
 
+def where(store) -> dict:
+    """Return what the dashboard names so nobody mistakes one node for another: the host, the
+    database it shows, and why /readyz would refuse traffic (None when ready)."""
+    from webapp.node.health import readiness
+
+    return {
+        "host": socket.gethostname(),
+        "database": os.fspath(store.path),
+        "not_ready": readiness(store)[0],
+    }
+
+
 def dashboard(store, status=200, **panel):
     """Render the dashboard page, or only its change panel (plus live fragments) for htmx."""
     from webapp.node.forms import ChangeForm
 
     context = live_context(store, panel.pop("announce", None))
+    if not wants_fragment():
+        context.update(where(store))
     current = context["current"]
     if "form" not in panel:
         panel["form"] = ChangeForm(formdata=None, expect_id=current.version, current=current)
@@ -65,7 +81,13 @@ def poll():
     context["announce"] = f"Pipeline changed to {current.type_label} by {who}"
     # The trigger makes app.js move the change form's base version and its "(current)" mark;
     # the choice and the typed reason stay.
-    changed = {"id": current.version, "type": current.pipeline_type if current.managed else None}
+    from webapp.node.forms import type_mark
+
+    changed = {
+        "id": current.version,
+        "type": current.pipeline_type if current.managed else None,
+        "mark": type_mark(current),  # the words the form uses: "(current)", or never set
+    }
     return htmx_flask.make_response(
         render_template("partials/_live.html", oob_live=True, **context),
         trigger={"pipeline-changed": changed},
@@ -74,7 +96,7 @@ def poll():
 
 @bp.get("/timeline")
 def timeline():
-    """Show which pipeline was active over the last 24 hours and 7 days."""
+    """Show which pipeline was active over the last hour, 24 hours and 7 days."""
     from webapp.node.timeline import timelines
 
     store = get_store()

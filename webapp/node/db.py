@@ -2,7 +2,8 @@
 
 The store checks on every use that the file at the path is still the one it opened (database.py)
 and reopens it otherwise, so a long-lived worker follows a restored backup without a restart.
-A per-process gate keeps waiting changes from taking more than half of a worker's threads.
+A per-process gate keeps waiting changes from taking more than half of a worker's threads
+(WriteGate), and at least one thread is always left for probes, polls and pages.
 """
 
 import os
@@ -32,9 +33,53 @@ def get_store() -> PipelineStore:
     return local.store
 
 
+MIN_THREADS = 2  # one for a change waiting for a held lock, one for probes and pages
+QUEUE_WAIT = 2.0  # seconds a change may queue for a permit: many writes' worth when none waits
+
+
+class WriteGate:
+    """Permits for changes in progress: half the threads; a few more may queue briefly.
+
+    A change holds a permit while it writes, and while it waits for a lock another process
+    holds. A burst of changes that merely follow one another (a script in parallel) queues
+    for a permit for up to ``QUEUE_WAIT`` s; only when every permit and queue place is taken is
+    a change refused (503) at once. Permits plus queue places leave at least a quarter of the
+    threads (one at least) to reads and probes. The store calls ``acquire(blocking=False)``.
+    """
+
+    def __init__(self, threads: int, wait: float = QUEUE_WAIT):
+        self.permits = max(1, threads // 2)
+        self.queue = max(0, (threads - self.permits) // 2)
+        self.wait = wait
+        self._permits = threading.BoundedSemaphore(self.permits)
+        self._queue = threading.BoundedSemaphore(self.queue) if self.queue else None
+
+    def acquire(self, blocking: bool = False) -> bool:
+        if self._permits.acquire(blocking=False):
+            return True
+        if self._queue is None or not self._queue.acquire(blocking=False):
+            return False
+        try:
+            return self._permits.acquire(timeout=self.wait)
+        finally:
+            self._queue.release()
+
+    def release(self) -> None:
+        self._permits.release()
+
+
+def threads_problem(threads: int) -> str | None:
+    """Return why ``threads`` per worker cannot keep a thread for probes, or None."""
+    if threads >= MIN_THREADS:
+        return None
+    return (
+        f"PIPELINE_WORKER_THREADS={threads} leaves no thread for /healthz, /readyz and pages "
+        f"while a change waits for a held lock: use at least {MIN_THREADS}"
+    )
+
+
 def init_app(app) -> None:
-    threads = int(app.config.get("WORKER_THREADS") or 1)
+    threads = int(app.config.get("WORKER_THREADS") or MIN_THREADS)
     # Changes that wait for a held lock may take at most half the threads: reads, probes and
     # polls keep the others (README: "When the sensor writer holds the lock").
-    gate = threading.BoundedSemaphore(max(1, threads // 2))
-    app.extensions[EXTENSION] = (ThreadStores(), gate)
+    app.extensions[EXTENSION] = (ThreadStores(), WriteGate(max(threads, MIN_THREADS)))

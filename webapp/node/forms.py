@@ -5,6 +5,7 @@ Reasons follow the store's text rules (webapp/text.py), so a refusal is a field 
 anything is reviewed. Imported only by views, inside requests: the CLI starts without WTForms.
 """
 
+import re
 from datetime import UTC, datetime
 
 from flask import current_app
@@ -35,6 +36,12 @@ CURRENT_MARK = " (current)"
 DEFAULT_MARK = " (default: never set)"  # may be recorded as a first, deliberate choice
 
 
+def type_mark(current) -> str:
+    """Return the mark of the type in force: "(current)", or "(default: never set)" when no
+    change was ever recorded (the default is in force, not a choice anyone made)."""
+    return DEFAULT_MARK if current.is_default else CURRENT_MARK
+
+
 def type_choices(current=None) -> list[SelectChoice]:
     """Return the pipeline choices: no preselection (a placeholder first), the type in force
     marked "(current)" in words (static/app.js moves the mark when a poll sees a change)."""
@@ -42,17 +49,31 @@ def type_choices(current=None) -> list[SelectChoice]:
     for name in PIPELINE_TYPES:
         label = f"{name} — {DESCRIPTIONS[name]}"
         if current is not None and name == current.pipeline_type:
-            label += DEFAULT_MARK if current.is_default else CURRENT_MARK
+            label += type_mark(current)
         choices.append(SelectChoice(name, label))
     return choices
 
 
-def check_reason(field, required: bool) -> None:
-    """Apply the store's text rules to a reason; a refusal names the field."""
-    try:
-        clean_text(field.data, "reason", MAX_REASON, required=required)
+def type_refusal(pipeline_type, accepted) -> str | None:
+    """Say why this database's table refuses one of our types, naming those it accepts."""
+    if pipeline_type not in PIPELINE_TYPES or pipeline_type in accepted:
+        return None
+    settable = [name for name in PIPELINE_TYPES if name in accepted]
+    return (
+        f"This database's pipeline_config table (made by another tool) refuses {pipeline_type}; "
+        f"it accepts {', '.join(settable) or 'none of the types this tool sets'}."
+    )
+
+
+def check_reason(field) -> None:
+    """Apply the one rule for every reason (change or revert): required unless
+    PIPELINE_REQUIRE_REASON=0, and the store's text rules; a refusal names the field."""
+    try:  # the text rules first: "\n" is refused as a line break, not taken for an empty reason
+        clean_text(field.data, "reason", MAX_REASON, required=False)
     except InvalidInput as error:
         raise StopValidation(str(error)) from None
+    if current_app.config.get("REQUIRE_REASON", True) and not (field.data or "").strip():
+        raise StopValidation("Say why: the reason is kept in the history.")
 
 
 class WholeNumberField(IntegerField):
@@ -85,12 +106,22 @@ class ChangeForm(FlaskForm):
     reason = StringField("Reason", render_kw={"maxlength": MAX_REASON})
     expect_id = WholeNumberField(widget=HiddenInput(), validators=[InputRequired(), NumberRange(0)])
 
-    def __init__(self, *args, current=None, **kwargs):
+    def __init__(self, *args, current=None, accepted=PIPELINE_TYPES, **kwargs):
         super().__init__(*args, **kwargs)
         self.current = current
+        self.accepted = accepted  # what the table's CHECK list accepts (another tool's may differ)
         self.pipeline_type.choices = type_choices(current)
 
+    def base_on(self, current) -> int | None:
+        """Make the server's read ``current`` the base this form carries, whatever the request
+        said (a crafted link's ``expect_id``, a stale page's); return the id the request named.
+        """
+        return base_on(self.expect_id, current)
+
     def validate_pipeline_type(self, field):
+        refusal = type_refusal(field.data, self.accepted)
+        if refusal:
+            raise ValidationError(refusal)
         current = self.current
         # Refused only on the base it was chosen on: on a stale base the store answers with the
         # conflict, which says who changed what meanwhile.
@@ -106,9 +137,22 @@ class ChangeForm(FlaskForm):
             )
 
     def validate_reason(self, field):
-        check_reason(field, required=False)  # the text rules first: "\n" is refused, not empty
-        if current_app.config.get("REQUIRE_REASON", True) and not (field.data or "").strip():
-            raise StopValidation("Say why: the reason is kept in the history.")
+        check_reason(field)
+
+
+def base_on(field, current) -> int | None:
+    """Set a hidden ``expect_id`` field to ``current.version`` (what the server read), dropping
+    the request's value, its raw text and any error it had; return the request's value (None
+    when it named none, or none that is a change id).
+
+    WTForms renders a field from its raw request text when there is one, so setting ``data``
+    alone would still send the request's id on to the confirmation.
+    """
+    named = field.data
+    field.data = current.version
+    field.raw_data = [str(current.version)]
+    field.process_errors = []
+    return named
 
 
 class RevertForm(FlaskForm):
@@ -122,7 +166,7 @@ class RevertForm(FlaskForm):
     next = HiddenField()
 
     def validate_reason(self, field):
-        check_reason(field, required=False)  # the store records "revert to change #N" if empty
+        check_reason(field)  # optional only when reasons are (then "revert to change #N")
 
 
 class HistoryFilterForm(FlaskForm):
@@ -136,7 +180,8 @@ class HistoryFilterForm(FlaskForm):
         choices=[SelectChoice("", "any")] + [SelectChoice(name) for name in PIPELINE_TYPES],
         default="",
     )
-    operator = StringField("Operator", validators=[Optional(), Length(max=MAX_NAME)])
+    # A name, or the ``hex:`` form of a stored name that is not UTF-8 (see operator_choice).
+    operator = StringField("Operator", validators=[Optional(), Length(max=4 + 8 * MAX_NAME)])
     since = DateTimeLocalField("From (UTC)", validators=[Optional()])
     until = DateTimeLocalField("Until (UTC)", validators=[Optional()])
     before = WholeNumberField(widget=HiddenInput(), validators=[Optional(), NumberRange(0, MAX_ID)])
@@ -146,7 +191,7 @@ class HistoryFilterForm(FlaskForm):
         """Return the store filters these fields select (times are read as UTC)."""
         return {
             "pipeline_type": self.pipeline_type.data or None,
-            "updated_by": (self.operator.data or "").strip() or None,
+            "updated_by": stored_name((self.operator.data or "").strip()) or None,
             "since": _utc(self.since.data),
             "until": _utc(self.until.data),
         }
@@ -158,6 +203,37 @@ class HistoryFilterForm(FlaskForm):
         if self.after.data is not None:
             return {"after": self.after.data}
         return {}
+
+
+HEX_PREFIX = "hex:"
+HEX_BYTES = re.compile(r"(?:[0-9a-f]{2})+")
+
+
+def operator_choice(stored: bytes) -> tuple[str, str]:
+    """Return (value, label) offering a stored ``updated_by`` in the operator filter.
+
+    A name that is not UTF-8 cannot be typed or sent back as text: it is offered as ``hex:``
+    and its bytes, labelled with what it reads as, and :func:`stored_name` turns it back.
+    """
+    try:
+        name = stored.decode("utf-8")
+        return name, name
+    except UnicodeDecodeError:
+        shown = stored.decode("utf-8", "replace")
+        return HEX_PREFIX + stored.hex(), f"{shown} (stored bytes, not UTF-8)"
+
+
+def stored_name(text: str) -> str | bytes:
+    """Return what the operator filter compares: the text, or the bytes a ``hex:`` choice names
+    (only bytes that are not UTF-8: any other ``hex:...`` is a name like another)."""
+    digits = text[len(HEX_PREFIX) :]
+    if text.startswith(HEX_PREFIX) and HEX_BYTES.fullmatch(digits):
+        stored = bytes.fromhex(digits)  # only the form operator_choice writes: lowercase pairs
+        try:
+            stored.decode("utf-8")
+        except UnicodeDecodeError:
+            return stored
+    return text
 
 
 def _utc(moment: datetime | None) -> datetime | None:

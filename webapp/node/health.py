@@ -23,19 +23,9 @@ def healthz():
 @bp.get("/readyz")
 def readyz():
     """Answer 200 when the database exists, opens and has our schema, and the users file works."""
-    store = get_store()
-    if not store.db.exists():
-        return not_ready(f"database not found: {store.path}")
-    try:
-        status = store.status()
-        store.current()  # the table's shape and rows read as a request would read them
-    except PipelineError as error:
-        return not_ready(str(error))
-    # The users file is not the database, but with it broken nobody can sign in: out of rotation
-    # until it is fixed (pages keep answering, read-only, for whoever still reaches them).
-    problem = signin_problem()
+    problem, status = readiness(get_store())
     if problem:
-        return not_ready(f"sign-in unavailable: {problem} ({users_file()})")
+        return not_ready(problem)
     # A missing table is fine: the uploader reads the default, the first change creates it.
     table = "present" if status["table_exists"] else "absent (created by the first change)"
     indexes = (
@@ -52,6 +42,24 @@ def readyz():
         "pipeline_config": table,
         "indexes": indexes,
     }
+
+
+def readiness(store) -> tuple[str | None, dict]:
+    """Return (why this server is not ready, or None; the database status): what /readyz
+    answers, and what the dashboard shows beside its own view."""
+    if not store.db.exists():
+        return f"database not found: {store.path}", {}
+    try:
+        status = store.status()
+        store.current()  # the table's shape and rows read as a request would read them
+    except PipelineError as error:
+        return str(error), {}
+    # The users file is not the database, but with it broken nobody can sign in: out of rotation
+    # until it is fixed (pages keep answering, read-only, for whoever still reaches them).
+    problem = signin_problem()
+    if problem:
+        return f"sign-in unavailable: {problem} ({users_file()})", status
+    return None, status
 
 
 def not_ready(reason):

@@ -27,6 +27,13 @@ def history_query(args):
     return form, (form.filters() if valid else {}), valid
 
 
+def operator_choices(store) -> list[tuple[str, str]]:
+    """Return the (value, label) of each stored operator name, for the filter's list."""
+    from webapp.node.forms import operator_choice
+
+    return [operator_choice(stored) for stored in store.operators(stored=True)]
+
+
 def history_url(args) -> str:
     """Return /history with the filters of ``args`` (newest page first: no cursor)."""
     return url_for("history.index", **{name: args[name] for name in FILTERS if args.get(name)})
@@ -48,7 +55,7 @@ def history_page(store, args, status=200, **panel):
         "count_limit": COUNT_UP_TO,
         "args": {k: v for k, v in args.items() if k not in ("before", "after") and v},
         "here": history_url(args),  # where a revert started here comes back to
-        "operators": store.operators(),
+        "operators": operator_choices(store),
         # A table another tool made, without our indexes: say what was searched, and the fix.
         "scan_bound": store.scan_floor() is not None and SCAN_BOUND,
         "database": store.path,

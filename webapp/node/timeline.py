@@ -32,6 +32,8 @@ Tick = namedtuple("Tick", "x label minor")
 Timeline = namedtuple("Timeline", "name title start end segments ticks clipped unplaced summary")
 
 WINDOWS = (
+    # Changes minutes apart are one pixel apart in a day: the last hour tells them apart.
+    ("hour", "Last hour", timedelta(hours=1), timedelta(minutes=15), "%H:%M UTC"),
     ("day", "Last 24 hours", timedelta(hours=24), timedelta(hours=6), "%H:%M UTC"),
     ("week", "Last 7 days", timedelta(days=7), timedelta(days=1), "%a %d UTC"),
 )
@@ -131,7 +133,7 @@ def ticks(start: datetime, now: datetime, span: timedelta, step: timedelta, labe
 
 
 def timelines(store, now: datetime, current=None) -> list[Timeline]:
-    """Return the 24-hour and 7-day timelines ending at ``now`` (an aware UTC datetime).
+    """Return the 1-hour, 24-hour and 7-day timelines ending at ``now`` (an aware UTC datetime).
 
     ``current`` is the change in force, when the caller has read it already.
     """

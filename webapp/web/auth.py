@@ -40,6 +40,7 @@ PASSIVE_ENDPOINTS = {
     "health.readyz",
     "metrics.metrics",
 }
+PAGES = "pipeline.pages"  # app.extensions key: the endpoints a sign-in may return to
 # A path on this site: printable ASCII without backslashes (browsers read "\" as "/").
 SITE_PATH = re.compile(r"/[!-\[\]-~]*")
 
@@ -104,18 +105,47 @@ def end_session() -> None:
 
 
 def safe_next(target) -> str:
-    """Return ``target`` if it is a plain path on this site, else the dashboard.
+    """Return ``target`` if it is a page on this site, else the dashboard.
 
     Refused: other sites (``//evil``, ``///evil``, ``/\\evil``, ``https://...``), encoded slashes
-    or backslashes that a proxy may decode into those (``/%2F/evil``), control characters.
+    or backslashes that a proxy may decode into those (``/%2F/evil``), control characters, and
+    paths that are no page (a fragment like ``/poll``, an API route, a download): only the
+    endpoints the app registered with :func:`register_pages`.
     """
     if isinstance(target, str) and len(target) <= 2000 and SITE_PATH.fullmatch(target):
         parts = urlsplit(target)
         path = unquote(parts.path)  # what a proxy or browser may make of it must stay a path
         elsewhere = target.startswith("//") or path.startswith("//") or parts.netloc
-        if not elsewhere and SITE_PATH.fullmatch(path):
+        if not elsewhere and SITE_PATH.fullmatch(path) and is_page(parts.path):
             return target
-    return url_for("dashboard.index")
+    return url_for(current_app.config.get("HOME_ENDPOINT", "dashboard.index"))
+
+
+def register_pages(app, *endpoints: str) -> None:
+    """Name the endpoints that are whole pages: the only places a sign-in may return to."""
+    app.extensions.setdefault(PAGES, set()).update(endpoints)
+
+
+def is_page(path: str) -> bool:
+    """Return True if a GET of ``path`` reaches an endpoint registered as a page."""
+    from werkzeug.exceptions import HTTPException
+
+    try:
+        endpoint, _ = current_app.url_map.bind("localhost").match(path, method="GET")
+    except HTTPException:  # no such page, another method only, or a redirect
+        return False
+    return endpoint in current_app.extensions.get(PAGES, ())
+
+
+def page_to_return_to() -> str:
+    """Return where a sign-in should lead back to: this page, or for a request the page made by
+    itself (htmx: a poll, a fragment) the page it was made from (HX-Current-URL)."""
+    if request.htmx:
+        current = urlsplit(request.headers.get("HX-Current-URL", ""))
+        if current.netloc == request.host:
+            return current.path + (f"?{current.query}" if current.query else "")
+        return url_for(current_app.config.get("HOME_ENDPOINT", "dashboard.index"))
+    return request.full_path.rstrip("?")
 
 
 def require_login_to_read():
@@ -124,7 +154,7 @@ def require_login_to_read():
         return None
     if request.endpoint in OPEN_ENDPOINTS or current_operator():
         return None
-    target = url_for("auth.login", next=request.full_path.rstrip("?"))
+    target = url_for("auth.login", next=safe_next(page_to_return_to()))
     if request.htmx:
         # htmx follows HX-Redirect with a full page load
         return htmx_flask.make_response("", 204, redirect=target)

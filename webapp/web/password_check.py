@@ -1,9 +1,12 @@
 """Check a password under the login limits: who may try, when, and how many hashes at once.
 
 Before any bcrypt: refuse while the users file is unusable (503), while the name and address or
-the address alone is locked (429 with Retry-After, throttle.py), then charge the attempt. The
-hash itself waits for the server-wide gate (password_gate.py). A refusal pauses briefly first,
-so that a client ignoring Retry-After cannot make the server answer thousands a second.
+the address alone is locked (429 with Retry-After, throttle.py), then reserve the attempt (it
+counts as a failure only once it has failed). The hash itself waits for the server-wide gate
+(password_gate.py). Concurrent checks of the same credentials from the same client share one
+check (single flight): a script calling the API in parallel with one account costs one bcrypt
+and one reservation per worker, not one each. A refusal pauses briefly first, so that a client
+ignoring Retry-After cannot make the server answer thousands a second.
 """
 
 import threading
@@ -12,8 +15,9 @@ import time
 from flask import current_app, request
 
 from webapp.accounts import users
-from webapp.accounts.password_gate import PasswordGate
-from webapp.accounts.throttle import LoginThrottle, whole_seconds
+from webapp.accounts.password_gate import WAIT, PasswordGate
+from webapp.accounts.single_flight import SingleFlight
+from webapp.accounts.throttle import LoginThrottle, client_block, whole_seconds
 from webapp.core.errors import PipelineError
 from webapp.web.operators import signin_problem, state_dir, users_file
 
@@ -49,9 +53,17 @@ def throttle() -> LoginThrottle:
 
 
 def password_gate() -> PasswordGate:
+    config = current_app.config
     return current_app.extensions.setdefault(
-        "pipeline.password_gate", PasswordGate(state_dir() / "password-check.lock")
+        "pipeline.password_gate",
+        PasswordGate(
+            state_dir() / "password-check.lock", wait=config.get("PASSWORD_GATE_WAIT", WAIT)
+        ),
     )
+
+
+def login_flights() -> SingleFlight:
+    return current_app.extensions.setdefault("pipeline.login_flights", SingleFlight())
 
 
 def check_password(name: str, password: str, verify=users.verify) -> bool:
@@ -65,21 +77,36 @@ def check_password(name: str, password: str, verify=users.verify) -> bool:
         refuse(wait)  # even the right password waits: no oracle while locked
     if users.cached_success(users_file(), name, password):
         return True  # HTTP Basic repeats the password on every call: no bcrypt each time
-    wait = throttle().charge(name, address)
+    key = (users.login_key(users_file(), name, password), client_block(address), verify)
+    return login_flights().run(key, lambda: checked(name, password, address, verify))
+
+
+def checked(name: str, password: str, address: str, verify) -> bool:
+    """Check the password under a reservation and the gate; settle the reservation."""
+    wait, token = throttle().reserve(name, address)
     if wait > 0:
         refuse(wait)
-    with password_gate().slot() as free:
-        if not free:
-            throttle().refund(name, address)  # not checked: not a failure either
-            raise SignInBusy("sign-in is busy: try again in 1 s")
-        ok = verify(users_file(), name, password)
-    if ok:
-        throttle().succeeded(name, address)
+    outcome = "unchecked"
+    try:
+        with password_gate().slot() as free:
+            if not free:
+                pause()  # answered at once, a client ignoring Retry-After would spin here
+                raise SignInBusy("sign-in is busy: try again in 1 s")
+            ok = verify(users_file(), name, password)
+            outcome = "ok" if ok else "failed"
+    finally:
+        throttle().settle(name, address, token, outcome)  # busy: not checked, not a failure
     return ok
 
 
 def refuse(wait: float):
-    """Raise TooManyAttempts, after a pause while few other refusals are pausing.
+    """Raise TooManyAttempts, after a pause (see pause())."""
+    pause()
+    raise TooManyAttempts(wait)
+
+
+def pause() -> None:
+    """Sleep briefly before a refusal, while few other refusals are pausing.
 
     A sprayer that ignores Retry-After would otherwise get thousands of cheap refusals a second,
     and answering them would take the CPU and the GIL from pages and polls. Asleep, a refusal
@@ -98,4 +125,3 @@ def refuse(wait: float):
             time.sleep(pause)
         finally:
             pausing.release()
-    raise TooManyAttempts(wait)
