@@ -23,7 +23,8 @@ def healthz():
 @bp.get("/readyz")
 def readyz():
     """Answer 200 when the database exists, opens and has our schema, and the users file works."""
-    problem, status = readiness(get_store())
+    store = get_store()
+    problem, status = readiness(store)
     if problem:
         return not_ready(problem)
     # A missing table is fine: the uploader reads the default, the first change creates it.
