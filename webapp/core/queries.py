@@ -29,11 +29,15 @@ OPERATORS_SCAN = (
 
 # The type of the row before each row, by id: what ``previous`` is when a row's metadata lacks it
 # (another tool's row). One rowid seek per row, the same on every read path.
-TYPE_BEFORE = (
-    f"(SELECT before.pipeline_type FROM {TABLE} AS before "
-    f"WHERE before.id < {TABLE}.id ORDER BY before.id DESC LIMIT 1)"
-)
-SELECT_CHANGES = f"SELECT {', '.join(COLUMNS)}, {TYPE_BEFORE} AS type_before FROM {TABLE}"
+def type_before(row: str) -> str:
+    """The subquery of the type of the row before ``row`` (a table or alias name), by id."""
+    return (
+        f"(SELECT before.pipeline_type FROM {TABLE} AS before "
+        f"WHERE before.id < {row}.id ORDER BY before.id DESC LIMIT 1)"
+    )
+
+
+SELECT_CHANGES = f"SELECT {', '.join(COLUMNS)}, {type_before(TABLE)} AS type_before FROM {TABLE}"
 
 
 def needs_index(filters) -> bool:
@@ -66,7 +70,11 @@ def history(limit, before=None, after=None, floor=None, by_id=False, **filters):
             params.append(cursor)
     direction = "ASC" if after is not None else "DESC"
     keys = ", ".join(f"{key} {direction}" for key in order.split(", "))
-    return f"{SELECT_CHANGES}{_where(where)} ORDER BY {keys} LIMIT ?", [*params, limit]
+    # The row before is looked up for the rows of the page only, after the LIMIT: a filtered
+    # read may pass over thousands of rows on its way to a page.
+    page = f"SELECT {', '.join(COLUMNS)} FROM {TABLE}{_where(where)} ORDER BY {keys} LIMIT ?"
+    outer = f"SELECT page.*, {type_before('page')} AS type_before FROM ({page}) AS page"
+    return f"{outer} ORDER BY {keys}", [*params, limit]
 
 
 def count(upto, floor=None, **filters) -> tuple[str, list]:
