@@ -182,6 +182,8 @@ def test_the_dashboard_with_the_units_environment_is_ready(tmp_path):
     credentials = tmp_path / "credentials"
     credentials.mkdir()
     (credentials / "secret_key").write_text(LIVE_SECRET_KEY + "\n")
+    # systemd hands credentials over readable by the service only (0400 in its own directory).
+    (credentials / "secret_key").chmod(0o400)
     db_path = make_sensor_db(tmp_path / "sensor_data.db")
     local = {
         **env,
