@@ -7,6 +7,7 @@ The options are read from the click groups themselves, so a new option is covere
 import json
 import os
 import sqlite3
+import stat
 import sys
 
 import click
@@ -54,7 +55,7 @@ HOSTILE = [
     "-",
     ".",
     "/",
-    "/dev/null",
+    # (no device paths: as root, a regression would replace the device; see the FIFO tests)
     "\u202eevil",
 ]
 hostile_values = st.one_of(st.sampled_from(HOSTILE), st.text(max_size=30))
@@ -285,3 +286,34 @@ def test_notify_refused_at_start_makes_no_file(cli, tmp_path, args):
     assert result.exit_code in (2, 5)
     assert_one_error_line(result)
     assert sorted(tmp_path.iterdir()) == sorted(tmp_path.glob("sensor_data.db*"))
+
+
+@pytest.mark.parametrize(
+    "args",
+    [
+        ["notify", "--webhook", "http://127.0.0.1:9/", "--state", "{fifo}"],
+        ["notify", "--webhook", "http://127.0.0.1:9/", "--metrics-file", "{fifo}"],
+    ],
+)
+def test_a_file_the_notifier_replaces_must_be_a_regular_file(cli, db_path, tmp_path, args):
+    """A rename over a device or pipe replaces it (as root: /dev/null); refused at start."""
+    fifo = tmp_path / "a-pipe"
+    os.mkfifo(fifo)
+    before = sorted(os.listdir(tmp_path))
+    result = cli(*[arg.format(fifo=fifo) for arg in args])
+    assert result.exit_code == 2, result.output
+    assert_one_error_line(result)
+    assert "is a named pipe: name a regular file" in result.stderr
+    assert sorted(os.listdir(tmp_path)) == before  # no lock, state or temporary file beside it
+    assert stat.S_ISFIFO(os.stat(fifo).st_mode)
+
+
+def test_user_add_refuses_a_users_file_that_is_not_a_regular_file(runner, tmp_path):
+    fifo = tmp_path / "users.htpasswd"
+    os.mkfifo(fifo)
+    args = ["user", "add", "alice", "--users-file", str(fifo), "--password-stdin"]
+    result = runner.invoke(args=args, input="a-long-enough-password\n")
+    assert result.exit_code == 2, result.output  # like a directory: checked before the password
+    assert "is a named pipe, not a users file" in result.output
+    assert sorted(os.listdir(tmp_path)) == ["users.htpasswd"]
+    assert stat.S_ISFIFO(os.stat(fifo).st_mode)

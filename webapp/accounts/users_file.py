@@ -23,6 +23,7 @@ from webapp.accounts.users import (
     validate_password,
 )
 from webapp.core.errors import InvalidInput
+from webapp.core.files import not_a_regular_file
 
 NEW_FILE_MODE = 0o640
 
@@ -92,6 +93,9 @@ def check_target(path) -> Path:
         raise UsersFileError(f"cannot write in directory {folder}: permission denied")
     if target.is_dir():
         raise UsersFileError(f"{path} is a directory, not a users file")
+    kind = not_a_regular_file(target)  # a rename would replace the device itself (as root)
+    if kind:
+        raise UsersFileError(f"{path} is {kind}, not a users file")
     if target.exists() and not os.access(target, os.R_OK):
         raise UsersFileError(f"cannot read {path}: permission denied")
     return target

@@ -282,6 +282,7 @@ def notify_command(
     """
     # Imported here: the other commands start fast on small boards without them.
     from webapp.core.config import webhook_secret
+    from webapp.core.files import check_replaceable
     from webapp.notify.notifier import Notifier, check_from_id
     from webapp.notify.service import logging_to_stderr, serve
     from webapp.notify.signing import check_key
@@ -296,6 +297,8 @@ def notify_command(
     with open_store(ctx) as store:
         newest, database = store.current().version, store.path
     check_from_id(from_id, newest)
+    if metrics_file is not None:
+        check_replaceable(metrics_file, "metrics file")  # before the state's lock file is made
     state = NotifyState.open(state_path or default_path(database))
     notifier = Notifier(
         functools.partial(open_store, ctx),

@@ -27,6 +27,7 @@ OPERATORS_SCAN = (
     "WHERE id >= ? AND typeof(updated_by) = 'text' AND updated_by > '' ORDER BY 1 LIMIT ?"
 )
 
+
 # The type of the row before each row, by id: what ``previous`` is when a row's metadata lacks it
 # (another tool's row). One rowid seek per row, the same on every read path.
 def type_before(row: str) -> str:

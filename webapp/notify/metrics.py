@@ -16,6 +16,7 @@ from prometheus_client.exposition import CONTENT_TYPE_LATEST, generate_latest
 from prometheus_client.metrics_core import CounterMetricFamily, GaugeMetricFamily
 
 from webapp.core.errors import InvalidInput
+from webapp.core.files import check_replaceable
 from webapp.notify.deadline import Deadline
 
 LOG = logging.getLogger("pipeline.notify")
@@ -177,6 +178,7 @@ class MetricsFile:
 
     def check(self) -> None:
         """Write the file once now: a path that cannot be written is refused at start."""
+        check_replaceable(self.path, "metrics file")
         try:
             write_file(self.path, self.registry)
         except OSError as error:

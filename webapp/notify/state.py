@@ -16,6 +16,7 @@ from datetime import UTC, datetime
 from pathlib import Path
 
 from webapp.core.errors import InvalidInput
+from webapp.core.files import check_replaceable
 from webapp.core.text import terminal_safe
 from webapp.core.timefmt import iso
 
@@ -42,6 +43,7 @@ class NotifyState:
     @classmethod
     def open(cls, path) -> "NotifyState":
         """Take the state file for this process (refused if another notifier holds it); load it."""
+        check_replaceable(path, "state file")  # before its lock file is made beside it
         state = cls(path)
         state._take()
         try:
