@@ -76,7 +76,7 @@ def test_a_corrupt_state_file_is_a_clear_error_and_stays_as_it_was(tmp_path, con
 def test_an_unreadable_state_file_is_a_clear_error(tmp_path):
     path = tmp_path / "state.json"
     path.mkdir()
-    with pytest.raises(InvalidInput, match=r"the state file .* is a directory: name a regular file"):
+    with pytest.raises(InvalidInput, match=r"state file .* is a directory: name a regular file"):
         NotifyState.open(path)
     path.rmdir()
     path.write_bytes(b"\xff\xfe")
