@@ -15,7 +15,7 @@ RECENT = 10
 
 def live_context(store, announce=None) -> dict:
     """Return what the live fragments (current, buckets, recent, timeline) show."""
-    from webapp.node.timeline import timelines
+    from webapp.core.timeline import timelines
 
     current = store.current()
     return {
@@ -74,7 +74,7 @@ def poll():
 @bp.get("/timeline")
 def timeline():
     """Show which pipeline was active over the last 24 hours and 7 days."""
-    from webapp.node.timeline import timelines
+    from webapp.core.timeline import timelines
 
     store = get_store()
     current = store.current()
