@@ -197,6 +197,39 @@ SETTINGS = (
         "float",
         "Seconds gunicorn lets in-flight requests finish after SIGTERM.",
     ),
+    Setting(
+        "PIPELINE_FLEET_DB",
+        "FLEET_DB",
+        None,
+        "str",
+        "The fleet centre's store: a SQLite path or a `postgresql://` URL (several centre hosts "
+        "share one PostgreSQL). Unset: the embedded `instance/fleet.db`. Its schema is created "
+        "when empty; `flask --app webapp.fleet fleet db upgrade` migrates an older one.",
+    ),
+    Setting(
+        "PIPELINE_FLEET_SECRET",
+        "FLEET_SECRET",
+        None,
+        "str",
+        "The centre's secret that every node key is derived from (`fleet keys` prints them); "
+        "the rules of `PIPELINE_SECRET_KEY`. Unset: the centre refuses every report.",
+    ),
+    Setting(
+        "PIPELINE_FLEET_SECRET_FILE",
+        "FLEET_SECRET_FILE",
+        None,
+        "path",
+        "File holding the fleet secret (a Docker or Kubernetes secret); used when "
+        "`PIPELINE_FLEET_SECRET` is unset.",
+    ),
+    Setting(
+        "PIPELINE_FLEET_REPORT_RATE",
+        "FLEET_REPORT_RATE",
+        500,
+        "rate",
+        "Reports per second the centre spreads the fleet's heartbeats to: with more nodes than "
+        "this × their interval, each answer asks for a longer one (`next_report_s`).",
+    ),
 )
 
 _TRUE = {"1", "true", "yes", "on"}
@@ -204,7 +237,13 @@ _FALSE = {"0", "false", "no", "off", ""}
 
 
 # Whole-number kinds and the values they allow.
-WHOLE_NUMBERS = {"int": (1, 256), "count": (0, 16), "minutes": (1, 10080), "hours": (1, 720)}
+WHOLE_NUMBERS = {
+    "int": (1, 256),
+    "rate": (1, 100_000),
+    "count": (0, 16),
+    "minutes": (1, 10080),
+    "hours": (1, 720),
+}
 
 
 def _convert(setting: Setting, raw: str):
@@ -291,6 +330,15 @@ def webhook_secret(config) -> str | None:
         return config["WEBHOOK_SECRET"]
     if config.get("WEBHOOK_SECRET_FILE"):
         return read_secret_file(config["WEBHOOK_SECRET_FILE"], "PIPELINE_WEBHOOK_SECRET_FILE")
+    return None
+
+
+def fleet_secret(config) -> str | None:
+    """Return the fleet secret node keys derive from: ``PIPELINE_FLEET_SECRET``, else its file."""
+    if config.get("FLEET_SECRET"):
+        return config["FLEET_SECRET"]
+    if config.get("FLEET_SECRET_FILE"):
+        return read_secret_file(config["FLEET_SECRET_FILE"], "PIPELINE_FLEET_SECRET_FILE")
     return None
 
 

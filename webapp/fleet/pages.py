@@ -1,0 +1,189 @@
+"""The centre's pages: the fleet at a glance above its node table (filters in the URL, keyset
+pages, live updates), and one node's page (its report, its history as reported, its timeline).
+
+Registered as blueprint "dashboard", as the node's home is: the shared sign-in views
+(web/auth.py) return to "dashboard.index" and count "dashboard.poll" as a page's own request.
+Reads only, so forms are GET forms without a CSRF token; open unless
+``PIPELINE_READ_REQUIRES_LOGIN=1`` (web/auth.py).
+"""
+
+from datetime import UTC, datetime
+
+import htmx_flask
+from flask import Blueprint, current_app, render_template, request, url_for
+
+from webapp.core import timefmt
+from webapp.core.errors import InvalidInput, PipelineError
+from webapp.core.pipelines import PIPELINE_TYPES
+from webapp.web.render import render
+
+from .filters import NodeFilter, name_cursor
+from .mix import day_mix, kind_of, type_bars
+from .nodes import NodePage
+from .schema import STATES
+
+bp = Blueprint("dashboard", __name__)
+
+PAGE_SIZE = 50
+HISTORY_SIZE = 50
+MIX_DAYS = 7
+
+
+class UnknownNode(PipelineError):
+    """No node of that name has reported (HTTP 404)."""
+
+    http_status = 404
+
+
+def get_store():
+    from .db import get_store as store_of_this_app
+
+    return store_of_this_app()
+
+
+def poll_timing() -> dict:
+    """Return how often pages poll, and when a poll counts as "not answering"."""
+    poll = max(current_app.config["POLL_SECONDS"], 0.2)
+    return {"poll_seconds": poll, "poll_timeout_ms": int(max(2.0, 2 * poll) * 1000)}
+
+
+def table_request(args):
+    """Return (filter, cursor, problem) from query ``args``; a bad value is one line."""
+    try:
+        return NodeFilter.from_args(args), name_cursor(args.get("after")), None
+    except InvalidInput as error:
+        return NodeFilter(), None, str(error)
+
+
+def glance_context(store) -> dict:
+    """Return what the fleet-at-a-glance fragment shows: bars, states, the 7-day mix."""
+    summary = store.summary()
+    by_type = {**summary["by_type"], **summary.get("unmanaged", {})}
+    buckets = {}
+    for pipeline_type, names in summary.get("buckets", {}).items():
+        ranked = sorted(names.items(), key=lambda item: (-item[1], item[0]))
+        buckets.setdefault(kind_of(pipeline_type), []).extend(name for name, _ in ranked)
+    mix = day_mix([(day.day, day.by_type) for day in store.mix(MIX_DAYS)])
+    return {
+        "summary": summary,
+        "version": summary.get("version", 0),
+        "type_bars": type_bars(by_type, buckets),
+        "unmanaged_count": sum(summary.get("unmanaged", {}).values()),
+        "mix": mix,
+        "other_types": sorted(summary.get("unmanaged", {})),
+    }
+
+
+def table_context(store, args) -> dict:
+    """Return what the node table fragment shows for query ``args``."""
+    node_filter, after, problem = table_request(args)
+    page = store.nodes(node_filter, PAGE_SIZE, after) if problem is None else NodePage([], None)
+    filter_args = node_filter.to_args()
+    return {
+        "page": page,
+        "rows": [table_row(node) for node in page.nodes],
+        "filter_problem": problem,
+        "filtered": bool(filter_args),
+        "filter_args": filter_args,
+        "first_page": after is None,
+        "form": {name: args.get(name, "") for name in ("selector", "pipeline_type", "state")}
+        | {"name_prefix": args.get("name_prefix", "")},
+        "poll_url": url_for("dashboard.poll", **filter_args, **({"after": after} if after else {})),
+    }
+
+
+def table_row(node) -> dict:
+    """Return one node as the table shows it."""
+    since = timefmt.parse(node.since)
+    return {
+        "node": node,
+        "kind": kind_of(node.pipeline_type),
+        "type_label": node.pipeline_type or "(none reported)",
+        "since": since,
+        "since_text": node.since if since is None else None,
+    }
+
+
+def overview(store, args, status=200):
+    """Render the overview page, or its table alone for an htmx request."""
+    context = {**glance_context(store), **table_context(store, args), **poll_timing()}
+    context.update(states=STATES, types=PIPELINE_TYPES)
+    if context["filter_problem"]:
+        status = 400
+    return render("fleet/index.html", "fleet/_nodes.html", status, **context)
+
+
+@bp.get("/")
+def index():
+    """Show the fleet at a glance and its nodes, filtered by labels, type, state and name."""
+    return overview(get_store(), request.args)
+
+
+@bp.get("/poll")
+def poll():
+    """Answer 204 while no node changed its pipeline, state or labels; else the fragments."""
+    store = get_store()
+    since = request.args.get("since", type=int)
+    if since is not None and store.version() == since:
+        return "", 204
+    context = {**glance_context(store), **table_context(store, request.args)}
+    context.update(states=STATES, types=PIPELINE_TYPES)
+    by_state = context["summary"]["by_state"]
+    context["announce"] = (
+        f"Fleet updated: {context['summary']['nodes']} nodes, "
+        f"{by_state.get('stale', 0)} stale, {by_state.get('error', 0)} in error"
+    )
+    return htmx_flask.make_response(render_template("fleet/_live.html", **context))
+
+
+@bp.get("/nodes/<name>")
+def node(name):
+    """Show one node: its labels and report, its change history as reported, its timeline."""
+    from .records import change_from_record, node_timelines
+
+    store = get_store()
+    found = store.node(name)
+    if found is None:
+        raise UnknownNode(f"no node called {name!r} has reported to this centre")
+    try:
+        before = request.args.get("before") or None
+        changes, older = store.changes(name, HISTORY_SIZE, before)
+    except InvalidInput:
+        before, (changes, older) = None, store.changes(name, HISTORY_SIZE)
+    reported = [change_from_record(change.record) for change in changes]
+    current = change_from_record(found.record)
+    # Enough of the newest changes for the timeline to be exact (records.ReportedHistory).
+    recent = (
+        reported
+        if before is None
+        else [change_from_record(c.record) for c in store.changes(name, HISTORY_SIZE)[0]]
+    )
+    context = {
+        "node": found,
+        "current": current,
+        "history": merge_history(changes, reported, [] if before else store.events(name)),
+        "older": older,
+        "first_page": before is None,
+        "timelines": node_timelines(recent, current, datetime.now(UTC)),
+        "reported": True,
+    }
+    return render("fleet/node.html", "fleet/node.html", **context)
+
+
+def merge_history(changes, reported, events) -> list[dict]:
+    """Return the node's changes and events in one list, newest first (events by when they
+    were noted, changes by when the centre received them)."""
+    entries = [
+        {"at": raw.received_at, "change": change, "epoch": raw.epoch}
+        for raw, change in zip(changes, reported, strict=True)
+    ]
+    oldest = entries[-1]["at"] if entries else None
+    for event in events:
+        if oldest is None or event.at >= oldest:
+            entries.append({"at": event.at, "event": event})
+    entries.sort(key=lambda entry: entry["at"], reverse=True)
+    return entries
+
+
+def init_app(app) -> None:
+    app.register_blueprint(bp)
