@@ -23,6 +23,7 @@ from webapp.cli.support import (
     default_operator,
     describe,
     echo_json,
+    fleet_options,
     interval_option,
     open_store,
     reports_errors,
@@ -263,19 +264,32 @@ def monitor_command(ctx, interval, count, as_json):
     metavar="SECONDS",
     help="Longest wait, in seconds, between two attempts to post one change.",
 )
+@fleet_options
 @click.pass_context
 @reports_errors
 def notify_command(
-    ctx, webhook_urls, interval, state_path, from_id, metrics_port, metrics_file, max_backoff
+    ctx,
+    webhook_urls,
+    interval,
+    state_path,
+    from_id,
+    metrics_port,
+    metrics_file,
+    max_backoff,
+    **fleet,
 ):
-    """Post every pipeline change to webhooks, in order, at least once (SIGTERM stops).
+    """Post every pipeline change to webhooks, and report to a fleet centre, in order, at least
+    once (SIGTERM stops).
 
     \b
-    Example:
+    Examples:
       pipeline-manager --db /data/sensor_data.db notify --webhook https://hooks.example.org/x
+      PIPELINE_FLEET_KEY_FILE=/run/secrets/fleet-key pipeline-manager --db /data/sensor_data.db \\
+        notify --fleet https://fleet.example.org --node edge-001 --label region=eu
     """
     # Imported here: the other commands start fast on small boards without them.
     from webapp.core.config import webhook_secret
+    from webapp.notify.fleet import fleet_target
     from webapp.notify.notifier import Notifier
     from webapp.notify.service import logging_to_stderr, serve
     from webapp.notify.state import NotifyState, default_path
@@ -284,6 +298,7 @@ def notify_command(
     config = settings(ctx)
     hooks = parse_webhooks(webhook_urls or split_setting(config.get("WEBHOOKS")))
     secret = webhook_secret(config)
+    fleet = fleet_target(config, **fleet)
     database = open_store(ctx).path  # each thread of the notifier opens its own connection
     state = NotifyState.open(state_path or default_path(database))
     notifier = Notifier(
@@ -294,6 +309,7 @@ def notify_command(
         interval=interval,
         from_id=from_id,
         max_backoff=max_backoff,
+        fleet=fleet,
     )
     with logging_to_stderr():
         serve(notifier, metrics_port=metrics_port, metrics_file=metrics_file)

@@ -10,6 +10,7 @@ import stat
 from collections import namedtuple
 
 from webapp.core.errors import InvalidInput
+from webapp.core.fleet_settings import FLEET_SETTINGS
 from webapp.core.pipelines import bucket_map
 
 # os.path, not pathlib: this module is on the CLI's start-up path (pathlib costs ~4 ms there).
@@ -197,39 +198,7 @@ SETTINGS = (
         "float",
         "Seconds gunicorn lets in-flight requests finish after SIGTERM.",
     ),
-    Setting(
-        "PIPELINE_FLEET_DB",
-        "FLEET_DB",
-        None,
-        "str",
-        "The fleet centre's store: a SQLite path or a `postgresql://` URL (several centre hosts "
-        "share one PostgreSQL). Unset: the embedded `instance/fleet.db`. Its schema is created "
-        "when empty; `flask --app webapp.fleet fleet db upgrade` migrates an older one.",
-    ),
-    Setting(
-        "PIPELINE_FLEET_SECRET",
-        "FLEET_SECRET",
-        None,
-        "str",
-        "The centre's secret that every node key is derived from (`fleet keys` prints them); "
-        "the rules of `PIPELINE_SECRET_KEY`. Unset: the centre refuses every report.",
-    ),
-    Setting(
-        "PIPELINE_FLEET_SECRET_FILE",
-        "FLEET_SECRET_FILE",
-        None,
-        "path",
-        "File holding the fleet secret (a Docker or Kubernetes secret); used when "
-        "`PIPELINE_FLEET_SECRET` is unset.",
-    ),
-    Setting(
-        "PIPELINE_FLEET_REPORT_RATE",
-        "FLEET_REPORT_RATE",
-        500,
-        "rate",
-        "Reports per second the centre spreads the fleet's heartbeats to: with more nodes than "
-        "this × their interval, each answer asks for a longer one (`next_report_s`).",
-    ),
+    *(Setting(*fields) for fields in FLEET_SETTINGS),
 )
 
 _TRUE = {"1", "true", "yes", "on"}

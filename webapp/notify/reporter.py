@@ -1,0 +1,119 @@
+"""The fleet target: report this node's pipeline and changes to the centre, signed, at least once
+and in id order, through outages of any length (docs/fleet.md).
+
+A change is reported at once (the watcher publishes it); otherwise a heartbeat goes every
+``max(--heartbeat, next_report_s)`` seconds ±20 %. Each report carries the changes after the
+position the centre acknowledged (≤ 500; a longer backlog goes in the next posts at once), and a
+failed report is retried with jittered backoff, rebuilt and signed anew at each attempt. The
+centre's ``acknowledged_id`` is authoritative: a restored database (node's or centre's) resumes
+where the centre says. Position and report counter live in the notifier's state file. No Flask.
+"""
+
+import random
+import time
+
+from webapp.core.errors import PipelineError
+from webapp.notify import report
+from webapp.notify.targets import LOG, StopRequested, Target, elapsed_ms, retrying
+from webapp.notify.webhooks import exchange
+
+JITTER = 0.2
+
+
+class FleetReporter(Target):
+    """Report to the fleet centre; its position is the centre's acknowledged change id."""
+
+    def __init__(self, notifier, target):
+        saved = notifier.state.entry(target.state_key)
+        super().__init__(notifier, target.label, saved.get("acknowledged_id"))
+        self.target = target
+        self.seq = saved.get("seq", 0)
+        self.rollout = None  # the outcome of the last desire, until a report carried it
+        self.stuck = False  # the last report's answer took nothing new
+
+    def follow(self, store) -> None:
+        feed = self.notifier.feed
+        origin = "its state" if self.cursor is not None else "the centre's answer"
+        LOG.info("%s: reporting the changes after the centre's position (%s)", self.label, origin)
+        while True:
+            seen = feed.ticks
+            outcome = self.report_until_acknowledged(store)
+            if outcome is None:
+                return
+            if self.again_at_once(*outcome):
+                continue
+            ack = outcome[0]
+            delay = max(self.target.heartbeat, ack.next_report_s)
+            deadline = time.monotonic() + delay * random.uniform(1 - JITTER, 1 + JITTER)
+            while (remaining := deadline - time.monotonic()) > 0:
+                news = feed.wait_news(seen, remaining)
+                if news is None:
+                    return
+                if news != seen:
+                    break
+
+    def again_at_once(self, ack, before, sent_newest) -> bool:
+        """True when the centre holds less than this node told it of and the answer moved (a
+        backlog, a restored centre); one report more when it did not, then the heartbeat."""
+        more = ack.acknowledged_id < sent_newest
+        progress = ack.acknowledged_id != before
+        at_once = more and (progress or not self.stuck)
+        self.stuck = more and not progress
+        return at_once or self.rollout is not None
+
+    def report_until_acknowledged(self, store):
+        """Report until the centre acknowledges; return (acknowledgement, position before,
+        newest id sent), or None if the notifier stops first."""
+        notifier, target = self.notifier, self.target
+        before = self.cursor
+
+        def attempt():
+            if notifier.stopping.is_set():
+                raise StopRequested
+            self.seq += 1
+            current = report.current_record(store)
+            changes = self.changes_after(store, before) if "error" not in current else []
+            data, carried = report.body(target, self.seq, current, changes, self.rollout)
+            started = time.monotonic()
+            headers = report.signed_headers(target.key, data)
+            answer = exchange(target.centre, data, headers, notifier.timeout)
+            ack = report.acknowledgement(answer, target.key)
+            self.log_acknowledged(ack, carried, started)
+            return ack, carried, report.newest_id(current, carried)
+
+        def failed(retry):
+            self.failed += 1
+            notifier.changed()
+            LOG.warning(
+                "%s: report %d not acknowledged (%s, attempt %d); next attempt in %.1f s",
+                *(self.label, self.seq, retry.outcome.exception(), retry.attempt_number),
+                retry.next_action.sleep,
+            )
+
+        try:
+            ack, carried, sent_newest = retrying(notifier, failed, slow=report.ReportInvalid)(
+                attempt
+            )
+        except StopRequested:
+            return None
+        self.delivered += len([change for change in carried if change["id"] > (before or 0)])
+        self.last_delivery = time.time()
+        self.rollout = None
+        self.save(target.state_key, ack.acknowledged_id, seq=self.seq)
+        return ack, before, sent_newest
+
+    def changes_after(self, store, position) -> list:
+        """Return the records after ``position`` (none while the centre's is unknown)."""
+        if position is None:
+            return []
+        try:
+            return [report.record(c) for c in store.changes_after(position, report.MAX_CHANGES)]
+        except PipelineError:
+            return []  # the current record says why; the next report tries again
+
+    def log_acknowledged(self, ack, carried, started) -> None:
+        level = LOG.info if carried or ack.acknowledged_id != self.cursor else LOG.debug
+        level(
+            "%s: report %d acknowledged up to #%d (%d changes, HTTP 200 in %.0f ms)",
+            *(self.label, self.seq, ack.acknowledged_id, len(carried), elapsed_ms(started)),
+        )
