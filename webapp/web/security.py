@@ -21,9 +21,11 @@ HEADERS = {
 }
 SAFE_METHODS = {"GET", "HEAD", "OPTIONS", "TRACE"}
 FORM_TYPES = {"application/x-www-form-urlencoded", "multipart/form-data"}
-# The API authenticates every request with HTTP Basic and never reads the session cookie, so a
-# forged cross-site request carries no credentials: that, and only that, exempts it from CSRF.
-CSRF_EXEMPT_BLUEPRINTS = {"api"}
+# The API authenticates every request with HTTP Basic, and the fleet centre's report endpoint
+# with the node's signature; neither reads the session cookie, so a forged cross-site request
+# carries no credentials: that, and only that, exempts them from CSRF (and from the sign-in
+# redirect of PIPELINE_READ_REQUIRES_LOGIN: they answer for themselves).
+CSRF_EXEMPT_BLUEPRINTS = {"api", "fleet_report"}
 
 
 class SessionInterface(SecureCookieSessionInterface):
