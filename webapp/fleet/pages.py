@@ -15,7 +15,7 @@ from flask import Blueprint, current_app, render_template, request, url_for
 from webapp.core import timefmt
 from webapp.core.errors import InvalidInput, PipelineError
 from webapp.core.pipelines import PIPELINE_TYPES
-from webapp.web.render import render
+from webapp.web.render import render, set_navigation
 
 from .filters import NodeFilter, name_cursor
 from .mix import day_mix, kind_of, type_bars
@@ -139,51 +139,65 @@ def poll():
 @bp.get("/nodes/<name>")
 def node(name):
     """Show one node: its labels and report, its change history as reported, its timeline."""
-    from .records import change_from_record, node_timelines
-
     store = get_store()
     found = store.node(name)
     if found is None:
         raise UnknownNode(f"no node called {name!r} has reported to this centre")
-    try:
-        before = request.args.get("before") or None
-        changes, older = store.changes(name, HISTORY_SIZE, before)
-    except InvalidInput:
-        before, (changes, older) = None, store.changes(name, HISTORY_SIZE)
-    reported = [change_from_record(change.record) for change in changes]
-    current = change_from_record(found.record)
-    # Enough of the newest changes for the timeline to be exact (records.ReportedHistory).
-    recent = (
-        reported
-        if before is None
-        else [change_from_record(c.record) for c in store.changes(name, HISTORY_SIZE)[0]]
+    newest, older = store.changes(name, HISTORY_SIZE)
+    shown, before = newest, request.args.get("before") or None
+    if before is not None:
+        try:
+            shown, older = store.changes(name, HISTORY_SIZE, before)
+        except InvalidInput:
+            before = None  # not a cursor: the newest page
+    return render_template(
+        "fleet/node.html", **node_context(store, found, newest, shown, older, before)
     )
-    context = {
+
+
+def node_context(store, found, newest, shown, older, before) -> dict:
+    """Return what the node page shows, from the node and its newest and shown changes."""
+    from .records import change_from_record, node_timelines
+
+    recent = [change_from_record(change.record) for change in newest]
+    current = change_from_record(found.record)
+    if found.error and recent:
+        current = recent[0]  # what it last reported, while its database cannot be read
+    return {
         "node": found,
         "current": current,
-        "history": merge_history(changes, reported, [] if before else store.events(name)),
+        "history": merge_history(
+            shown,
+            [change_from_record(change.record) for change in shown],
+            store.events(found.name),
+            first_page=before is None,
+            last_page=older is None,
+        ),
         "older": older,
         "first_page": before is None,
+        # The newest changes, however far back the page is: the timeline is of now.
         "timelines": node_timelines(recent, current, datetime.now(UTC)),
         "reported": True,
     }
-    return render("fleet/node.html", "fleet/node.html", **context)
 
 
-def merge_history(changes, reported, events) -> list[dict]:
-    """Return the node's changes and events in one list, newest first (events by when they
-    were noted, changes by when the centre received them)."""
+def merge_history(changes, reported, events, first_page: bool, last_page: bool) -> list[dict]:
+    """Return the page's changes with the events of its time span, newest first (changes by
+    when the centre received them, events by when it noted them)."""
     entries = [
         {"at": raw.received_at, "change": change, "epoch": raw.epoch}
         for raw, change in zip(changes, reported, strict=True)
     ]
-    oldest = entries[-1]["at"] if entries else None
+    newest = None if first_page or not entries else entries[0]["at"]
+    oldest = None if last_page or not entries else entries[-1]["at"]
     for event in events:
-        if oldest is None or event.at >= oldest:
+        if (oldest is None or event.at >= oldest) and (newest is None or event.at < newest):
             entries.append({"at": event.at, "event": event})
+    # Stable: a change received with the report that noted a restore stays above the note.
     entries.sort(key=lambda entry: entry["at"], reverse=True)
     return entries
 
 
 def init_app(app) -> None:
     app.register_blueprint(bp)
+    set_navigation(app, "Pipeline Manager · Fleet", [("dashboard.index", "Nodes")])

@@ -6,7 +6,7 @@ import htmx_flask
 from flask import Blueprint, current_app, render_template, request, url_for
 
 from webapp.node.db import get_store
-from webapp.web.render import render
+from webapp.web.render import render, set_navigation
 
 bp = Blueprint("dashboard", __name__)
 
@@ -85,3 +85,5 @@ def timeline():
 
 def init_app(app) -> None:
     app.register_blueprint(bp)
+    links = (("dashboard.index", "Dashboard"), ("history.index", "History"))
+    set_navigation(app, "Pipeline Manager", (*links, ("dashboard.timeline", "Timeline")))
