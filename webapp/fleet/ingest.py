@@ -50,9 +50,6 @@ class RefusalLog:
             return True
 
 
-refusal_log = RefusalLog()
-
-
 def answer(body: dict, status: int, key: str | None = None):
     """Return ``body`` as one line of JSON; signed with ``key`` when given."""
     data = json.dumps(body, separators=(",", ":")).encode()
@@ -65,7 +62,7 @@ def answer(body: dict, status: int, key: str | None = None):
 def refuse(reason: str, message: str, status: int, who: str, started: float, **extra):
     """Answer a refusal: counted, logged (at most once a minute per node and reason)."""
     metrics.count_refused(reason, time.perf_counter() - started)
-    if refusal_log.due(who, reason, time.monotonic()):
+    if current_app.extensions["fleet.refusal_log"].due(who, reason, time.monotonic()):
         current_app.logger.warning("fleet report from %s refused (%s): %s", who, reason, message)
     return answer({"error": message, "reason": reason, **extra}, status)
 
@@ -125,4 +122,5 @@ def report():
 
 
 def init_app(app) -> None:
+    app.extensions["fleet.refusal_log"] = RefusalLog()
     app.register_blueprint(bp)
