@@ -4,6 +4,7 @@ import json
 import time
 
 from live import LiveServer
+
 from webapp.accounts.signatures import derive_node_key, new_message_id, sign
 
 #: A fleet secret the centre accepts (webapp/accounts/keys.py rules), fixed for the run.
