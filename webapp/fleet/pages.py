@@ -12,6 +12,7 @@ from datetime import UTC, datetime
 import htmx_flask
 from flask import Blueprint, current_app, render_template, request, url_for
 
+from webapp.accounts.users import name_problem
 from webapp.core import timefmt
 from webapp.core.errors import InvalidInput, PipelineError
 from webapp.core.pipelines import PIPELINE_TYPES
@@ -20,6 +21,7 @@ from webapp.web.render import render, set_navigation
 from .filters import NodeFilter, name_cursor
 from .mix import day_mix, kind_of, type_bars
 from .nodes import NodePage
+from .report import MAX_NODE_NAME
 from .schema import STATES
 
 bp = Blueprint("dashboard", __name__)
@@ -139,10 +141,12 @@ def poll():
 @bp.get("/nodes/<name>")
 def node(name):
     """Show one node: its labels and report, its change history as reported, its timeline."""
-    store = get_store()
-    found = store.node(name)
+    # Not a name a node may report under: asked of no store (PostgreSQL refuses a NUL in text).
+    found = None if name_problem(name) or len(name) > MAX_NODE_NAME else get_store().node(name)
     if found is None:
-        raise UnknownNode(f"no node called {name!r} has reported to this centre")
+        shown = name if len(name) <= MAX_NODE_NAME else name[:MAX_NODE_NAME] + "…"
+        raise UnknownNode(f"no node called {shown!r} has reported to this centre")
+    store = get_store()
     newest, older = store.changes(name, HISTORY_SIZE)
     shown, before = newest, request.args.get("before") or None
     if before is not None:
