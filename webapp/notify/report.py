@@ -117,12 +117,13 @@ def newest_id(current: dict, carried: list) -> int:
     return max((value for value in ids if type(value) is int), default=0)
 
 
-def acknowledgement(answer: Answer, key: str) -> Acknowledgement:
-    """Return what a 200 answer says, or raise DeliveryFailed naming why it is not one."""
+def acknowledgement(answer: Answer, key: str, sent: int) -> Acknowledgement:
+    """Return what a 200 answer says, or raise DeliveryFailed naming why it is not one
+    (``sent``: the webhook-timestamp the report was signed with)."""
     if answer.status in (400, 413):
         raise ReportInvalid(f"HTTP {answer.status}, the centre refuses the report: {said(answer)}")
     if answer.status == 401:
-        raise DeliveryFailed(refusal_401(answer))
+        raise DeliveryFailed(refusal_401(answer, sent))
     if answer.status != 200:
         raise DeliveryFailed(f"HTTP {answer.status} ({said(answer)})")
     try:
@@ -146,7 +147,7 @@ def acknowledgement(answer: Answer, key: str) -> Acknowledgement:
     )
 
 
-def refusal_401(answer: Answer) -> str:
+def refusal_401(answer: Answer, sent: int) -> str:
     """Return the line a 401 is logged as; a skewed clock is named with the centre's time."""
     document = strict_json(answer.body, required=False)
     reason = document.get("reason")
@@ -154,7 +155,7 @@ def refusal_401(answer: Answer) -> str:
         server = document.get("server_timestamp")
         shown = terminal_safe(str(document.get("server_time", "?")))[:40]
         if number(server):
-            skew = int(time.time() - server)
+            skew = int(sent - server)
             return (
                 f"HTTP 401, the centre refuses this node's clock: it is {skew:+d} s off the "
                 f"centre's ({shown}); fix the clock (NTP)"

@@ -77,7 +77,7 @@ class FleetReporter(Target):
             started = time.monotonic()
             headers = report.signed_headers(target.key, data)
             answer = exchange(target.centre, data, headers, notifier.timeout)
-            ack = report.acknowledgement(answer, target.key)
+            ack = report.acknowledgement(answer, target.key, int(headers["webhook-timestamp"]))
             self.log_acknowledged(ack, carried, started)
             return ack, carried, report.newest_id(current, carried)
 
