@@ -9,6 +9,7 @@ import glob
 import os
 import pwd
 import shutil
+import stat
 import subprocess
 import tempfile
 
@@ -50,6 +51,9 @@ class PostgresServer:
         )
 
     def start(self) -> "PostgresServer":
+        if not stat.S_ISCHR(os.stat(os.devnull).st_mode):
+            # initdb's shell writes to it as the postgres user: say so instead of its error.
+            raise RuntimeError(f"{os.devnull} is not a device (something replaced it)")
         if os.geteuid() == 0:
             user = pwd.getpwnam(USER)
             os.chown(self.root, user.pw_uid, user.pw_gid)
@@ -85,11 +89,11 @@ class PostgresServer:
             sql,
         ).stdout
 
-    def database(self) -> str:
-        """Create a fresh, empty database; return its URL."""
+    def database(self, template: str | None = None) -> str:
+        """Create a fresh database (empty, or a copy of ``template``); return its URL."""
         self.count += 1
         name = f"fleet_{self.count}"
-        self.psql(f"CREATE DATABASE {name}")
+        self.psql(f"CREATE DATABASE {name}" + (f" TEMPLATE {template}" if template else ""))
         return self.url(name)
 
     def drop(self, url: str) -> None:

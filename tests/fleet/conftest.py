@@ -8,6 +8,9 @@ from fleetlib import FLEET_SECRET
 from pglib import PostgresServer, binaries
 
 from webapp.fleet import create_app
+from webapp.fleet.engine import database_url
+from webapp.fleet.migrate import upgrade
+from webapp.fleet.store import FleetStore
 
 
 @pytest.fixture(scope="session")
@@ -18,18 +21,40 @@ def postgres():
             pytest.fail("PostgreSQL's initdb is missing: .ci/run installs Debian's postgresql")
         pytest.skip("PostgreSQL is not installed (/usr/lib/postgresql/*/bin/initdb)")
     server = PostgresServer().start()
+    # One migrated database copied for each test (CREATE DATABASE ... TEMPLATE): migrating
+    # every test's database would cost seconds each. Tests of migrations take empty ones.
+    template = server.database()
+    store = FleetStore(database_url(template), pool_size=1)
+    upgrade(store.engine)
+    store.close()
+    server.template = template.rsplit("/", 1)[1]
     yield server
     server.stop()
 
 
 @pytest.fixture(params=["sqlite", "postgresql"])
-def fleet_db(request, tmp_path):
-    """The fleet store's setting: a SQLite path, or a fresh PostgreSQL database's URL."""
-    if request.param == "sqlite":
+def backend(request):
+    return request.param
+
+
+@pytest.fixture
+def fleet_db(backend, request, tmp_path):
+    """The fleet store's setting: a SQLite path, or a fresh PostgreSQL database's URL (migrated)."""
+    yield from store_setting(backend, request, tmp_path, migrated=True)
+
+
+@pytest.fixture
+def empty_fleet_db(backend, request, tmp_path):
+    """Like ``fleet_db``, with nothing in it (no schema)."""
+    yield from store_setting(backend, request, tmp_path, migrated=False)
+
+
+def store_setting(backend, request, tmp_path, migrated):
+    if backend == "sqlite":
         yield str(tmp_path / "fleet.db")
         return
     server = request.getfixturevalue("postgres")
-    url = server.database()
+    url = server.database(server.template if migrated else None)
     yield url
     server.drop(url)
 

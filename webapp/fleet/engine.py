@@ -26,9 +26,11 @@ from webapp.core.errors import PipelineError
 EMBEDDED_FLEET_DB = os.path.join(ROOT, "instance", "fleet.db")
 BUSY_TIMEOUT_MS = 2000
 WRITE_BUDGET_S = 10.0
-# SQLite's busy and locked codes; PostgreSQL's serialization failure, deadlock and lock timeout.
+# SQLite's busy and locked codes; PostgreSQL's serialization failure, deadlock and lock timeout,
+# and a unique violation: two hosts inserting one new node's first report at once (the retry
+# finds the row the other committed, and locks it).
 SQLITE_RETRY_CODES = {5, 6, 261, 517}
-PG_RETRY_STATES = {"40001", "40P01", "55P03"}
+PG_RETRY_STATES = {"40001", "40P01", "55P03", "23505"}
 
 
 class StoreUnavailable(PipelineError):
