@@ -13,7 +13,12 @@ import stat
 import subprocess
 import tempfile
 
+import pytest
 from live import free_port
+
+from webapp.fleet.engine import database_url
+from webapp.fleet.migrate import upgrade
+from webapp.fleet.store import FleetStore
 
 USER = "postgres"
 
@@ -104,3 +109,32 @@ class PostgresServer:
         if os.path.exists(os.path.join(self.data, "postmaster.pid")):
             self.run("pg_ctl", "-D", self.data, "-m", "fast", "-w", "stop")
         shutil.rmtree(self.root, ignore_errors=True)
+
+
+@pytest.fixture(scope="session")
+def postgres():
+    """A PostgreSQL server for the whole run (initdb + pg_ctl in a temporary directory)."""
+    if binaries() is None:
+        if os.environ.get("CI") == "true":
+            pytest.fail("PostgreSQL's initdb is missing: .ci/run installs Debian's postgresql")
+        pytest.skip("PostgreSQL is not installed (/usr/lib/postgresql/*/bin/initdb)")
+    server = PostgresServer().start()
+    # One migrated database copied for each test (CREATE DATABASE ... TEMPLATE): migrating
+    # every test's database would cost seconds each. Tests of migrations take empty ones.
+    template = server.database()
+    store = FleetStore(database_url(template), pool_size=1)
+    upgrade(store.engine)
+    store.close()
+    server.template = template.rsplit("/", 1)[1]
+    yield server
+    server.stop()
+
+
+def store_setting(backend, request, tmp_path, migrated):
+    if backend == "sqlite":
+        yield str(tmp_path / "fleet.db")
+        return
+    server = request.getfixturevalue("postgres")
+    url = server.database(server.template if migrated else None)
+    yield url
+    server.drop(url)

@@ -1,35 +1,11 @@
 """Fixtures of the fleet suite: every test that takes ``fleet_db`` runs on SQLite and on a real
 PostgreSQL started for the session (tests/pglib.py). Under CI=true PostgreSQL must run."""
 
-import os
-
 import pytest
 from fleetlib import FLEET_SECRET
-from pglib import PostgresServer, binaries
+from pglib import postgres, store_setting  # noqa: F401 (postgres: a fixture)
 
 from webapp.fleet import create_app
-from webapp.fleet.engine import database_url
-from webapp.fleet.migrate import upgrade
-from webapp.fleet.store import FleetStore
-
-
-@pytest.fixture(scope="session")
-def postgres():
-    """A PostgreSQL server for the whole run (initdb + pg_ctl in a temporary directory)."""
-    if binaries() is None:
-        if os.environ.get("CI") == "true":
-            pytest.fail("PostgreSQL's initdb is missing: .ci/run installs Debian's postgresql")
-        pytest.skip("PostgreSQL is not installed (/usr/lib/postgresql/*/bin/initdb)")
-    server = PostgresServer().start()
-    # One migrated database copied for each test (CREATE DATABASE ... TEMPLATE): migrating
-    # every test's database would cost seconds each. Tests of migrations take empty ones.
-    template = server.database()
-    store = FleetStore(database_url(template), pool_size=1)
-    upgrade(store.engine)
-    store.close()
-    server.template = template.rsplit("/", 1)[1]
-    yield server
-    server.stop()
 
 
 @pytest.fixture(params=["sqlite", "postgresql"])
@@ -47,16 +23,6 @@ def fleet_db(backend, request, tmp_path):
 def empty_fleet_db(backend, request, tmp_path):
     """Like ``fleet_db``, with nothing in it (no schema)."""
     yield from store_setting(backend, request, tmp_path, migrated=False)
-
-
-def store_setting(backend, request, tmp_path, migrated):
-    if backend == "sqlite":
-        yield str(tmp_path / "fleet.db")
-        return
-    server = request.getfixturevalue("postgres")
-    url = server.database(server.template if migrated else None)
-    yield url
-    server.drop(url)
 
 
 def make_fleet_app(fleet_db, tmp_path, **config):
