@@ -13,7 +13,7 @@ import json
 import math
 from dataclasses import dataclass
 
-from sqlalchemy import func, insert, select, update
+from sqlalchemy import bindparam, func, insert, select, update
 
 from .engine import insert_ignore, run_read, run_write, upsert
 from .schema import (
@@ -55,12 +55,21 @@ def ingest(engine, report, msg_id: str, timestamp: int, now: int, report_rate: i
     return run_write(engine, lambda c: _ingest(c, report, msg_id, timestamp, now, report_rate))
 
 
+# Built once: a heartbeat runs these two statements, and building a statement costs more than
+# running it. The node's row and the fleet's size come in one read.
+FLEET_SIZE = select(meta.c.value).where(meta.c.name == "nodes").scalar_subquery()
+READ_NODE = select(nodes, FLEET_SIZE.label("fleet_size")).where(nodes.c.name == bindparam("name"))
+READ_NODE_LOCKED = READ_NODE.with_for_update(of=nodes)
+UPDATE_NODE = update(nodes).where(nodes.c.id == bindparam("node_id"))
+
+
 def _ingest(connection, report, msg_id, timestamp, now, report_rate) -> Ack:
-    query = select(nodes).where(nodes.c.name == report.node)
-    if connection.dialect.name == "postgresql":
-        query = query.with_for_update()
-    row = connection.execute(query).first()
-    fleet_size = connection.execute(select(meta.c.value).where(meta.c.name == "nodes")).scalar()
+    locked = connection.dialect.name == "postgresql"
+    found = connection.execute(READ_NODE_LOCKED if locked else READ_NODE, {"name": report.node})
+    row = found.first()
+    fleet_size = (
+        row.fleet_size if row is not None else connection.execute(select(FLEET_SIZE)).scalar()
+    )
     if row is not None and (timestamp, report.seq) <= (row.report_ts, row.seq):
         outcome = "replay" if msg_id == row.last_msg_id else "out_of_order"
         asked = next_interval(row.interval_s, fleet_size or 0, report_rate)
@@ -117,7 +126,7 @@ def _ingest(connection, report, msg_id, timestamp, now, report_rate) -> Ack:
         )
     else:
         node_id = row.id
-        connection.execute(update(nodes).where(nodes.c.id == node_id).values(**values))
+        connection.execute(UPDATE_NODE, {"node_id": node_id, **values})
     old_key = None if row is None else (row.pipeline_type or NO_TYPE, row.state)
     new_key = (pipeline_type or NO_TYPE, state)
     visible = old_key != new_key or row.change_id != change_id or restored
