@@ -63,6 +63,8 @@ def test_one_node_with_its_changes_newest_first(fleet_client):
     assert body["node"] == "edge-001" and body["pipeline_type"] == "filtered"
     assert [c["id"] for c in body["changes"]] == [2, 1]
     assert fleet_client.get("/api/fleet/nodes/nobody").status_code == 404
+    for hostile in ("edge-001%00", "edge%E2%80%AE1", "e" * 300):
+        assert fleet_client.get(f"/api/fleet/nodes/{hostile}").status_code == 404
 
 
 def test_summary_counts_types_states_and_labels(fleet):

@@ -130,6 +130,16 @@ def node_name(body: dict) -> str:
     return name
 
 
+def is_node_name(name) -> bool:
+    """Return True if ``name`` could be a node's name (a URL's text never reaches the store
+    otherwise: PostgreSQL refuses a NUL in text)."""
+    try:
+        node_name({"node": name})
+    except ReportRefused:
+        return False
+    return True
+
+
 def whole(value, field: str, low: int, high: int) -> int:
     if isinstance(value, bool) or not isinstance(value, int) or not low <= value <= high:
         raise invalid(f"{field} must be a whole number from {low} to {high}")

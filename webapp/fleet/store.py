@@ -31,7 +31,7 @@ import json
 import time
 from datetime import UTC, datetime, timedelta
 
-from sqlalchemy import and_, select, tuple_
+from sqlalchemy import and_, or_, select, tuple_
 
 from webapp.core.errors import InvalidInput
 from webapp.core.pipelines import PIPELINE_TYPES
@@ -40,6 +40,7 @@ from . import schema, store_write
 from .engine import database_url, describe, make_engine, run_read
 from .filters import MAX_PAGE, NodeFilter
 from .nodes import DayMix, FleetNode, NodeEvent, NodePage, ReportedChange, from_ms
+from .report import is_node_name
 from .schema import changes, counts, day_counts, events, label_counts, meta, node_labels, nodes
 
 EXPORT_CHUNK = 500
@@ -80,7 +81,7 @@ class FleetStore:
         if not 1 <= limit <= MAX_PAGE:
             raise InvalidInput(f"limit must be from 1 to {MAX_PAGE}")
         moment = self.sweep_for(node_filter)
-        query, order = self.node_query(node_filter)
+        query, order = self.node_query(node_filter, self.rarest_first(node_filter.selector))
         if after is not None:
             query = query.where(order > after)
         query = query.order_by(order).limit(limit + 1)
@@ -105,11 +106,24 @@ class FleetStore:
             store_write.sweep(self.engine, moment)
         return moment
 
-    def node_query(self, node_filter):
-        """Return (query, the column it is ordered by) for ``node_filter``."""
+    def rarest_first(self, selector: dict) -> list:
+        """Return the selector's labels, the one fewest nodes carry first (it drives the page:
+        ``site=berlin,region=eu`` walks Berlin's nodes in name order, not Europe's)."""
+        pairs = sorted(selector.items())
+        if len(pairs) < 2:
+            return pairs
+        wanted = or_(*(and_(label_counts.c.key == k, label_counts.c.value == v) for k, v in pairs))
+        query = select(label_counts.c.key, label_counts.c.n).where(wanted)
+        found = dict(run_read(self.engine, lambda c: c.execute(query).all()))
+        return sorted(pairs, key=lambda pair: found.get(pair[0], 0))
+
+    def node_query(self, node_filter, labels=None):
+        """Return (query, the column it is ordered by) for ``node_filter``; ``labels`` is the
+        selector in the order to join it (the first one orders the page)."""
         query = select(nodes)
         order = nodes.c.name
-        for position, (key, value) in enumerate(sorted(node_filter.selector.items())):
+        pairs = sorted(node_filter.selector.items()) if labels is None else labels
+        for position, (key, value) in enumerate(pairs):
             label = node_labels.alias(f"label{position}")
             query = query.join(
                 label,
@@ -129,13 +143,17 @@ class FleetStore:
     # One node ------------------------------------------------------------------------------
 
     def node(self, name: str) -> FleetNode | None:
-        """Return the node called ``name``, or None."""
+        """Return the node called ``name``, or None (without a query for a name no node has)."""
+        if not is_node_name(name):
+            return None
         query = select(nodes).where(nodes.c.name == name)
         row = run_read(self.engine, lambda c: c.execute(query).first())
         return None if row is None else FleetNode.from_row(row, now_ms())
 
     def changes(self, name: str, limit: int = 50, before: str | None = None):
         """Return (changes newest first, cursor of the next page or None) for node ``name``."""
+        if not is_node_name(name):
+            return [], None
         query = (
             select(changes).join(nodes, nodes.c.id == changes.c.node_id).where(nodes.c.name == name)
         )
@@ -151,6 +169,8 @@ class FleetStore:
 
     def events(self, name: str, limit: int = 50) -> list[NodeEvent]:
         """Return node ``name``'s events (restores), newest first."""
+        if not is_node_name(name):
+            return []
         query = (
             select(events)
             .join(nodes, nodes.c.id == events.c.node_id)
