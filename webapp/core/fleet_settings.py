@@ -87,6 +87,14 @@ FLEET_SETTINGS = (
         "`PIPELINE_FLEET_KEY` is unset; refused if other users may read it.",
     ),
     (
+        "PIPELINE_FLEET_APPROVALS",
+        "FLEET_APPROVALS",
+        1,
+        "int",
+        "Operators who must agree before a fleet rollout may start: `1`, its author alone; "
+        "`2`, another operator must approve it (the approver is recorded).",
+    ),
+    (
         "PIPELINE_FLEET_ACCEPT_ROLLOUTS",
         "FLEET_ACCEPT_ROLLOUTS",
         False,

@@ -85,6 +85,7 @@ def setup_web(app) -> None:
     from webapp.web import auth, render, security
 
     from . import api, ingest, pages
+    from .rollouts import api as rollouts_api
 
     Htmx(app)
     security.init_app(app)
@@ -93,6 +94,7 @@ def setup_web(app) -> None:
     pages.init_app(app)
     ingest.init_app(app)
     api.init_app(app)
+    rollouts_api.init_app(app)
 
 
 def setup_health(app) -> None:

@@ -23,6 +23,7 @@ from webapp.core.timefmt import iso
 from . import metrics
 from .db import get_store
 from .report import MAX_BODY, ReportRefused, node_name, parse_body, read_report
+from .rollouts.delivery import on_report as rollout_hook
 
 bp = Blueprint("fleet_report", __name__, url_prefix="/api/fleet")
 
@@ -109,7 +110,7 @@ def report():
     except SignatureError as error:
         return refuse(error.reason, str(error), 401, who, started, **server_time(now))
     try:
-        ack = get_store().ingest(checked, msg_id, timestamp)
+        ack = get_store().ingest(checked, msg_id, timestamp, hook=rollout_hook)
     except PipelineError as error:
         return refuse("unavailable", str(error), 503, who, started)
     metrics.count_accepted(ack.outcome, time.perf_counter() - started)
@@ -118,6 +119,8 @@ def report():
         "next_report_s": ack.next_report_s,
         "server_time": server_time(now)["server_time"],
     }
+    if ack.desired is not None:
+        body["desired"] = ack.desired
     return answer(body, 200, key)
 
 

@@ -241,10 +241,14 @@ class FleetStore:
 
     # Writes (store_write.py) ---------------------------------------------------------------
 
-    def ingest(self, report, msg_id: str, timestamp: int, received_ms: int | None = None):
-        """Store a checked report (see store_write.ingest); return its Ack."""
+    def ingest(
+        self, report, msg_id: str, timestamp: int, received_ms: int | None = None, hook=None
+    ):
+        """Store a checked report (see store_write.ingest, and its ``hook``); return its Ack."""
         moment = now_ms() if received_ms is None else received_ms
-        return store_write.ingest(self.engine, report, msg_id, timestamp, moment, self.report_rate)
+        return store_write.ingest(
+            self.engine, report, msg_id, timestamp, moment, self.report_rate, hook
+        )
 
 
 def change_cursor(text: str) -> tuple[int, int]:

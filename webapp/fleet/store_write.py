@@ -42,6 +42,7 @@ class Ack:
     next_report_s: int
     outcome: str  # stored | replay | out_of_order
     restored: bool = False
+    desired: dict | None = None  # issue 18: what a rollout asks of the node (the hook's answer)
 
 
 def next_interval(interval_s: int, fleet_size: int, report_rate: int) -> int:
@@ -50,9 +51,15 @@ def next_interval(interval_s: int, fleet_size: int, report_rate: int) -> int:
     return max(interval_s, math.ceil(fleet_size / max(report_rate, 1)))
 
 
-def ingest(engine, report, msg_id: str, timestamp: int, now: int, report_rate: int) -> Ack:
-    """Store ``report`` (already checked) received at ``now`` (ms); return the acknowledgement."""
-    return run_write(engine, lambda c: _ingest(c, report, msg_id, timestamp, now, report_rate))
+def ingest(engine, report, msg_id: str, timestamp: int, now: int, report_rate: int, hook=None):
+    """Store ``report`` (already checked) received at ``now`` (ms); return the acknowledgement.
+
+    ``hook(connection, node_id, report, pipeline_type, now)``, when given, runs in the same
+    transaction once the report is stored (rollouts); what it returns is the Ack's ``desired``.
+    """
+    return run_write(
+        engine, lambda c: _ingest(c, report, msg_id, timestamp, now, report_rate, hook)
+    )
 
 
 # Built once: a heartbeat runs these two statements, and building a statement costs more than
@@ -63,7 +70,7 @@ READ_NODE_LOCKED = READ_NODE.with_for_update(of=nodes)
 UPDATE_NODE = update(nodes).where(nodes.c.id == bindparam("node_id"))
 
 
-def _ingest(connection, report, msg_id, timestamp, now, report_rate) -> Ack:
+def _ingest(connection, report, msg_id, timestamp, now, report_rate, hook=None) -> Ack:
     locked = connection.dialect.name == "postgresql"
     found = connection.execute(READ_NODE_LOCKED if locked else READ_NODE, {"name": report.node})
     row = found.first()
@@ -149,7 +156,8 @@ def _ingest(connection, report, msg_id, timestamp, now, report_rate) -> Ack:
         )
     if visible:
         bump_version(connection)
-    return Ack(acked, asked, "stored", restored)
+    desired = None if hook is None else hook(connection, node_id, report, pipeline_type, now)
+    return Ack(acked, asked, "stored", restored, desired)
 
 
 def store_changes(connection, node_id, epoch, records, now) -> None:

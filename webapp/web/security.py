@@ -25,7 +25,7 @@ FORM_TYPES = {"application/x-www-form-urlencoded", "multipart/form-data"}
 # with the node's signature; neither reads the session cookie, so a forged cross-site request
 # carries no credentials: that, and only that, exempts them from CSRF (and from the sign-in
 # redirect of PIPELINE_READ_REQUIRES_LOGIN: they answer for themselves).
-CSRF_EXEMPT_BLUEPRINTS = {"api", "fleet_report"}
+CSRF_EXEMPT_BLUEPRINTS = {"api", "fleet_report", "fleet_rollouts_api"}
 
 
 class SessionInterface(SecureCookieSessionInterface):
