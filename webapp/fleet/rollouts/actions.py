@@ -110,12 +110,13 @@ def _act(connection, rollout_id, action, actor, version, now, why, skip, retry):
     elif action == "abort":
         gates.touch(connection, rollout_id, now, status=ABORTED, wave_started_ms=None)
         # Delivery stops; nodes that took the type stay covered (drift is still shown).
-        connection.execute(
-            delete(node_rollouts).where(
-                node_rollouts.c.rollout_id == rollout_id,
-                node_rollouts.c.status.not_in((TAKEN, DRIFTED)),
-            )
+        released = (node_rollouts.c.rollout_id == rollout_id) & node_rollouts.c.status.not_in(
+            (TAKEN, DRIFTED)
         )
+        gates.count_pointers(
+            connection, {k: -n for k, n in gates.pointer_statuses(connection, released).items()}
+        )
+        connection.execute(delete(node_rollouts).where(released))
         gates.bump_version(connection)
         written.append(gates.audit(connection, rollout_id, actor, "abort", now, **detail))
     return written + gates.advance(connection, rollout_id, now)

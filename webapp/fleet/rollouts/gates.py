@@ -16,7 +16,7 @@ import json
 from sqlalchemy import case, delete, func, insert, select, update
 
 from ..engine import upsert
-from ..schema import nodes
+from ..schema import meta, nodes
 from ..store_write import bump_version
 from .tables import (
     CONFLICT,
@@ -35,6 +35,7 @@ from .tables import (
     rollouts,
 )
 
+POINTER_COUNT = "sync:"  # meta rows "sync:<status>": nodes a rollout covers, per status
 CENTRE = "centre"  # the actor of what the gates do by themselves
 HOLD = (CONFLICT, ERROR, DRIFTED)  # statuses that pause the wave they are in
 NAMES_SHOWN = 10
@@ -78,6 +79,27 @@ def count(connection, rollout_id: int, wave: int, status: str, amount: int) -> N
     )
 
 
+def count_pointers(connection, deltas: dict) -> None:
+    """Move the fleet's maintained count of nodes per rollout status (the summary's by_sync)."""
+    for status, amount in sorted(deltas.items()):
+        if amount:
+            upsert(
+                connection,
+                meta,
+                {"name": POINTER_COUNT + status, "value": amount},
+                ("name",),
+                {"value": amount},
+            )
+
+
+def pointer_statuses(connection, where) -> dict:
+    """Return {status: n} of the node_rollouts rows ``where`` selects (before a bulk change)."""
+    rows = connection.execute(
+        select(node_rollouts.c.status, func.count()).where(where).group_by(node_rollouts.c.status)
+    ).all()
+    return dict(rows)
+
+
 def wave_counts(connection, rollout_id: int, wave: int) -> dict:
     rows = connection.execute(
         select(rollout_counts.c.status, rollout_counts.c.n).where(
@@ -101,6 +123,7 @@ def move_node(connection, rollout_id, node_id, wave, old, new, now, message=None
     )
     for status, amount in sorted([(old, -1), (new, 1)]):
         count(connection, rollout_id, wave, status, amount)
+    count_pointers(connection, {old: -1, new: 1})
     bump_version(connection)  # the node's sync is part of the fleet view
 
 
@@ -129,7 +152,10 @@ def start_wave(connection, rollout, wave: int, actor: str, now: int) -> list[dic
             expect_id=select(rn.c.expect_id).where(mine).scalar_subquery(),
         )
     )
+    before = wave_counts(connection, rollout.id, wave)
     recount(connection, rollout.id, wave)
+    after = wave_counts(connection, rollout.id, wave)
+    count_pointers(connection, {k: after.get(k, 0) - before.get(k, 0) for k in {*before, *after}})
     bump_version(connection)
     touch(connection, rollout.id, now, wave=wave, wave_started_ms=now)
     size = sum(wave_counts(connection, rollout.id, wave).values())

@@ -138,7 +138,12 @@ class RolloutStore:
             )
         connection.execute(insert(rollout_nodes), rows)
         # The nodes' pointers move to this rollout (a finished one's stop covering them).
-        connection.execute(delete(node_rollouts).where(node_rollouts.c.node_id.in_(ids)))
+        replaced = node_rollouts.c.node_id.in_(ids)
+        gates.count_pointers(
+            connection, {k: -n for k, n in gates.pointer_statuses(connection, replaced).items()}
+        )
+        gates.count_pointers(connection, {WAITING: len(rows)})
+        connection.execute(delete(node_rollouts).where(replaced))
         connection.execute(
             insert(node_rollouts),
             [
