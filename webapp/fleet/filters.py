@@ -10,6 +10,7 @@ from dataclasses import dataclass, field
 from webapp.core.errors import InvalidInput
 from webapp.core.text import clean_text
 
+from .rollouts.tables import SYNC_STATES
 from .schema import STATES
 
 LABEL_KEY = re.compile(r"[a-z0-9][a-z0-9_.-]{0,62}\Z")
@@ -63,15 +64,15 @@ class NodeFilter:
 
     selector: dict[str, str] = field(default_factory=dict)
     pipeline_type: str | None = None
-    state: str | None = None  # reporting | stale | error
+    state: str | None = None  # reporting | stale | error, or a sync: in_sync | pending | ...
     name_prefix: str | None = None
 
     @classmethod
     def from_args(cls, args) -> "NodeFilter":
         """Return the filter a query string (a mapping) asks for; InvalidInput when bad."""
         state = (args.get("state") or "").strip() or None
-        if state is not None and state not in STATES:
-            raise InvalidInput(f"state must be one of {', '.join(STATES)}")
+        if state is not None and state not in STATES + SYNC_STATES:
+            raise InvalidInput(f"state must be one of {', '.join(STATES + SYNC_STATES)}")
         return cls(
             selector=parse_selector(args.get("selector")),
             pipeline_type=clean_text(args.get("pipeline_type"), "pipeline_type", MAX_TYPE),

@@ -12,6 +12,8 @@ from datetime import UTC, date, datetime
 from webapp.core.pipelines import PIPELINE_TYPES
 from webapp.core.timefmt import iso
 
+from .rollouts.tables import SYNC_OF_STATUS
+
 
 def from_ms(ms: int | None) -> datetime | None:
     return None if ms is None else datetime.fromtimestamp(ms / 1000, UTC)
@@ -67,6 +69,7 @@ class FleetNode:
             current=json.loads(row.current),
             epoch=row.epoch,
             change_id=row.change_id,
+            sync=SYNC_OF_STATUS.get(row._mapping.get("rollout_status")),
         )
 
     @property

@@ -41,6 +41,7 @@ from .engine import database_url, describe, make_engine, run_read
 from .filters import MAX_PAGE, NodeFilter
 from .nodes import DayMix, FleetNode, NodeEvent, NodePage, ReportedChange, from_ms
 from .report import is_node_name
+from .rollouts.tables import SYNC_OF_STATUS, SYNC_STATES, node_rollouts, statuses_of_sync
 from .schema import changes, counts, day_counts, events, label_counts, meta, node_labels, nodes
 
 EXPORT_CHUNK = 500
@@ -133,7 +134,10 @@ class FleetStore:
                 order = label.c.node_name  # the selector's index gives the name order
         if node_filter.pipeline_type is not None:
             query = query.where(nodes.c.pipeline_type == node_filter.pipeline_type)
-        if node_filter.state is not None:
+        query = with_sync(query)
+        if node_filter.state in SYNC_STATES:  # issue 18: a node's sync, beside its liveness
+            query = query.where(node_rollouts.c.status.in_(statuses_of_sync(node_filter.state)))
+        elif node_filter.state is not None:
             query = query.where(nodes.c.state == node_filter.state)
         if node_filter.name_prefix:
             prefix = node_filter.name_prefix
@@ -146,7 +150,7 @@ class FleetStore:
         """Return the node called ``name``, or None (without a query for a name no node has)."""
         if not is_node_name(name):
             return None
-        query = select(nodes).where(nodes.c.name == name)
+        query = with_sync(select(nodes)).where(nodes.c.name == name)
         row = run_read(self.engine, lambda c: c.execute(query).first())
         return None if row is None else FleetNode.from_row(row, now_ms())
 
@@ -197,9 +201,10 @@ class FleetStore:
                     .limit(TOP_LABEL_VALUES)
                 ).all(),
                 connection.execute(select(meta.c.value).where(meta.c.name == "version")).scalar(),
+                connection.execute(select(meta).where(meta.c.name.startswith("sync:"))).all(),
             )
 
-        count_rows, label_rows, version = run_read(self.engine, read)
+        count_rows, label_rows, version, sync_rows = run_read(self.engine, read)
         by_type = dict.fromkeys(PIPELINE_TYPES, 0)
         unmanaged: dict[str, int] = {}
         by_state = dict.fromkeys(schema.STATES, 0)
@@ -218,6 +223,7 @@ class FleetStore:
             "unmanaged": unmanaged,
             "by_state": by_state,
             "by_label": by_label,
+            "by_sync": by_sync(sync_rows),
             "version": version or 0,
         }
 
@@ -249,6 +255,23 @@ class FleetStore:
         return store_write.ingest(
             self.engine, report, msg_id, timestamp, moment, self.report_rate, hook
         )
+
+
+def by_sync(rows) -> dict:
+    """Return {sync: nodes} from the maintained counts of rollout statuses (issue 18)."""
+    found = dict.fromkeys(SYNC_STATES, 0)
+    for row in rows:
+        sync = SYNC_OF_STATUS.get(row.name.removeprefix("sync:"))
+        if sync is not None:
+            found[sync] += row.value
+    return found
+
+
+def with_sync(query):
+    """Add the status of the rollout that covers each node (its ``sync``; issue 18)."""
+    return query.add_columns(node_rollouts.c.status.label("rollout_status")).outerjoin(
+        node_rollouts, node_rollouts.c.node_id == nodes.c.id
+    )
 
 
 def change_cursor(text: str) -> tuple[int, int]:
