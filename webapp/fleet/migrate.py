@@ -6,6 +6,7 @@ IMMEDIATE transaction, PostgreSQL's advisory lock), so two workers or hosts star
 empty store create it once.
 """
 
+import functools
 import os
 from dataclasses import dataclass
 
@@ -51,6 +52,7 @@ def alembic_config():
     return config
 
 
+@functools.cache  # the revision files ship with the code: read once per process
 def script():
     from alembic.script import ScriptDirectory
 
