@@ -66,8 +66,9 @@ def error_record(error: PipelineError) -> dict:
 
 def body(target, seq: int, current: dict, changes: list, rollout=None) -> tuple[bytes, list]:
     """Return the report's bytes and the changes it carries: as many of ``changes`` as fit in
-    MAX_BODY (at least one; a change too large alone has its long texts shortened)."""
-    carried = changes[:MAX_CHANGES]
+    MAX_BODY, at least one (a change too large alone has its long texts, then its metadata,
+    cut: a foreign row's huge field must not hold back every later change)."""
+    carried, cuts = changes[:MAX_CHANGES], iter((shortened, without_metadata))
     while True:
         report = {
             "node": target.node,
@@ -85,10 +86,17 @@ def body(target, seq: int, current: dict, changes: list, rollout=None) -> tuple[
             return data, carried
         if len(carried) > 1:
             carried = carried[: len(carried) // 2]
-        elif carried and carried[0] is not (short := shortened(carried[0])):
-            carried = [short]
-        else:
-            current = shortened(current)
+            continue
+        cut = next(cuts)  # two cuts always fit: the fields left are a few bounded texts
+        carried, current = [cut(item) for item in carried], cut(current)
+
+
+def without_metadata(record: dict) -> dict:
+    """Return ``record`` with its metadata replaced by a note saying how large it was."""
+    if "metadata" not in record:
+        return record
+    size = len(json.dumps(record["metadata"]))
+    return {**record, "metadata": {"note": f"metadata too large to report ({size} bytes)"}}
 
 
 def shortened(value):
