@@ -86,12 +86,14 @@ def setup_web(app) -> None:
 
     from . import api, ingest, pages
     from .rollouts import api as rollouts_api
+    from .rollouts import pages as rollouts_pages
 
     Htmx(app)
     security.init_app(app)
     auth.init_app(app)
     render.init_app(app)
     pages.init_app(app)
+    rollouts_pages.init_app(app)  # after pages: it adds "Rollouts" to their navigation
     ingest.init_app(app)
     api.init_app(app)
     rollouts_api.init_app(app)
