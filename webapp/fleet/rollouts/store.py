@@ -8,7 +8,7 @@ so two overlapping rollouts created at once cannot both pass the overlap check.
 import json
 import time
 
-from sqlalchemy import delete, insert, select, text
+from sqlalchemy import delete, func, insert, select, text
 
 from webapp.core.errors import ConflictError, InvalidInput, PipelineError
 
@@ -32,6 +32,7 @@ from .tables import (
 
 CREATE_LOCK = 0x706D726C  # "pmrl": one rollout created at a time, across centre hosts
 AUDIT_SHOWN = 200
+STALE_COUNTED = 1000
 _json = json.JSONEncoder(ensure_ascii=False, allow_nan=False).encode
 
 
@@ -116,6 +117,7 @@ class RolloutStore:
                 version=1,
                 nodes_total=len(selected),
                 revert_of=new.revert_of,
+                groups=_json(previous_types(selected)),
                 created_ms=now,
                 updated_ms=now,
             )
@@ -209,10 +211,11 @@ class RolloutStore:
         return Rollout.from_row(row, waves, audit)
 
     def stale_counts(self, connection, row) -> dict:
-        """Return {wave: nodes pending and stale} for the started wave (the one that waits)."""
+        """Return {wave: pending nodes that are stale} for the started wave, counted up to
+        STALE_COUNTED (the page says "at least" past it: its cost must not grow with the wave)."""
         if row.wave < 0 or row.status not in ACTIVE:
             return {}
-        n = connection.execute(
+        stale = (
             select(rollout_nodes.c.node_id)
             .join(nodes, nodes.c.id == rollout_nodes.c.node_id)
             .where(
@@ -221,9 +224,11 @@ class RolloutStore:
                 rollout_nodes.c.status == "pending",
                 nodes.c.stale_at_ms <= now_ms(),
             )
-            .limit(10_000)
-        ).all()
-        return {row.wave: len(n)} if n else {}
+            .limit(STALE_COUNTED)
+            .subquery()
+        )
+        n = connection.execute(select(func.count()).select_from(stale)).scalar()
+        return {row.wave: n} if n else {}
 
     def check_gates(self, rollout_id: int, now: int) -> list[dict]:
         """Pause a running rollout whose wave timed out (a cheap read when none did)."""
@@ -273,11 +278,15 @@ class RolloutStore:
 
     def groups(self, rollout_id: int) -> dict:
         """Return {previous type: nodes} (what a revert would set back, per group)."""
-        from sqlalchemy import func
+        query = select(rollouts.c.groups).where(rollouts.c.id == rollout_id)
+        found = run_read(self.engine, lambda c: c.execute(query).scalar())
+        return {} if found is None else json.loads(found)
 
-        query = (
-            select(rollout_nodes.c.previous_type, func.count())
-            .where(rollout_nodes.c.rollout_id == rollout_id)
-            .group_by(rollout_nodes.c.previous_type)
-        )
-        return {t: n for t, n in run_read(self.engine, lambda c: c.execute(query).all())}
+
+def previous_types(selected) -> dict:
+    """Return {type the node ran: count} of the selected nodes (counted once, at creation)."""
+    groups: dict = {}
+    for row in selected:
+        key = row.pipeline_type or ""
+        groups[key] = groups.get(key, 0) + 1
+    return dict(sorted(groups.items()))

@@ -74,6 +74,7 @@ rollouts = Table(
     Column("version", Integer, nullable=False),
     Column("nodes_total", Integer, nullable=False),
     Column("revert_of", Integer),
+    Column("groups", Text, nullable=False),  # JSON {type the nodes ran before: count}
     Column("created_ms", BigInteger, nullable=False),
     Column("updated_ms", BigInteger, nullable=False),
     Index("ix_rollouts_status", "status", "id"),

@@ -35,6 +35,7 @@ def upgrade() -> None:
         sa.Column("version", sa.Integer, nullable=False),
         sa.Column("nodes_total", sa.Integer, nullable=False),
         sa.Column("revert_of", sa.Integer),
+        sa.Column("groups", sa.Text, nullable=False),
         sa.Column("created_ms", sa.BigInteger, nullable=False),
         sa.Column("updated_ms", sa.BigInteger, nullable=False),
     )
