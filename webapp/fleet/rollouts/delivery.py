@@ -11,7 +11,7 @@ status is pending (a conflict or an error waits for an operator's retry), while 
 ``expect_id`` is the one fixed when the node's wave started, never one read from later reports.
 """
 
-from sqlalchemy import select
+from sqlalchemy import bindparam, select
 
 from webapp.core.errors import InvalidInput
 from webapp.core.text import clean_text
@@ -23,23 +23,26 @@ MAX_MESSAGE = 500
 OUTCOMES = {"conflict": CONFLICT, "error": ERROR}
 
 
+# Built once: building a statement costs more than running this one (a primary-key read).
+COVERING = (
+    select(
+        node_rollouts,
+        rollouts.c.status.label("rollout_status"),
+        rollouts.c.pipeline_type.label("target"),
+        rollouts.c.reason,
+        rollouts.c.author,
+        rollouts.c.wave.label("started_wave"),
+        rollouts.c.wave_started_ms,
+        rollouts.c.wave_timeout_s,
+    )
+    .join(rollouts, rollouts.c.id == node_rollouts.c.rollout_id)
+    .where(node_rollouts.c.node_id == bindparam("node_id"))
+)
+
+
 def covering(connection, node_id: int):
     """Return the node's rollout pointer joined to its rollout (None: no rollout covers it)."""
-    query = (
-        select(
-            node_rollouts,
-            rollouts.c.status.label("rollout_status"),
-            rollouts.c.pipeline_type.label("target"),
-            rollouts.c.reason,
-            rollouts.c.author,
-            rollouts.c.wave.label("started_wave"),
-            rollouts.c.wave_started_ms,
-            rollouts.c.wave_timeout_s,
-        )
-        .join(rollouts, rollouts.c.id == node_rollouts.c.rollout_id)
-        .where(node_rollouts.c.node_id == node_id)
-    )
-    return connection.execute(query).first()
+    return connection.execute(COVERING, {"node_id": node_id}).first()
 
 
 def outcome_of(report, rollout_id: int):
