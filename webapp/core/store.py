@@ -255,6 +255,7 @@ class PipelineStore:
         source="cli",
         expect_id=None,
         reverts_to=None,
+        rollout=None,
     ) -> SetResult:
         """Make ``pipeline_type`` current, once; a no-op when it already is.
 
@@ -269,6 +270,7 @@ class PipelineStore:
             expect_id=expect_id,
             reverts_to=reverts_to,
             require_reason=self.require_reason,
+            rollout=rollout,
         )
         # Before anything is written (even the switch to WAL): a type this table refuses.
         validate_type(request.pipeline_type, self.accepted_types())

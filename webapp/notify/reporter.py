@@ -13,7 +13,7 @@ import random
 import time
 
 from webapp.core.errors import PipelineError
-from webapp.notify import report
+from webapp.notify import report, rollout
 from webapp.notify.targets import LOG, StopRequested, Target, elapsed_ms, retrying
 from webapp.notify.webhooks import exchange
 
@@ -40,6 +40,8 @@ class FleetReporter(Target):
             outcome = self.report_until_acknowledged(store)
             if outcome is None:
                 return
+            if outcome[0].desired is not None:
+                self.take_desire(store, outcome[0].desired)
             if self.again_at_once(*outcome):
                 continue
             ack = outcome[0]
@@ -60,6 +62,27 @@ class FleetReporter(Target):
         at_once = more and (progress or not self.stuck)
         self.stuck = more and not progress
         return at_once or self.rollout is not None
+
+    def take_desire(self, store, desired: dict) -> None:
+        """Apply a rollout's desire (the answer carrying it was signed with this node's key)."""
+        if not self.target.accept_rollouts:
+            LOG.warning(
+                "%s: the centre sent a rollout, not applied (no --accept-rollouts)", self.label
+            )
+            return
+        self.rollout = rollout.apply_desire(store, desired)
+        if self.rollout is None:
+            LOG.warning("%s: the centre sent a desire without a rollout id: ignored", self.label)
+            return
+        LOG.info(
+            "%s: rollout %d %s: %s",
+            *(
+                self.label,
+                self.rollout["rollout"],
+                self.rollout["outcome"],
+                self.rollout["message"],
+            ),
+        )
 
     def report_until_acknowledged(self, store):
         """Report until the centre acknowledges; return (acknowledgement, position before,
