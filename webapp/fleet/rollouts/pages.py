@@ -180,6 +180,9 @@ def push_spec(rollout_id, wave, kind):
 
 
 def init_app(app) -> None:
+    from . import notify
+
     app.register_blueprint(bp)
+    notify.init_app(app)
     brand, links = app.extensions[NAVIGATION]
     set_navigation(app, brand, [*links, ("rollouts.index", "Rollouts")])
