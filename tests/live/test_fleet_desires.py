@@ -51,6 +51,14 @@ def start_rollout(centre, pipeline_type):
     return made["id"]
 
 
+def node_db(tmp_path, name):
+    """A node's sensor database whose pipeline was set once (change #1, raw)."""
+    db = make_sensor_db(tmp_path / f"{name}.db")
+    with PipelineStore(db) as store:
+        store.set("raw", updated_by="ops", reason="start", source="cli")
+    return db
+
+
 def start_node(db, centre, name, *extra):
     notifier = Notifier(
         db,
@@ -62,9 +70,7 @@ def start_node(db, centre, name, *extra):
 
 
 def test_a_node_that_accepts_rollouts_applies_the_desire_and_the_rollout_finishes(centre, tmp_path):
-    db = make_sensor_db(tmp_path / "edge-001.db")
-    with PipelineStore(db) as store:
-        store.set("raw", updated_by="ops", reason="start", source="cli")
+    db = node_db(tmp_path, "edge-001")
     notifier = start_node(db, centre, "edge-001", "--accept-rollouts")
     try:
         rollout = start_rollout(centre, "filtered")
@@ -82,9 +88,7 @@ def test_a_node_that_accepts_rollouts_applies_the_desire_and_the_rollout_finishe
 
 
 def test_a_local_change_since_the_wave_started_is_a_conflict_not_an_overwrite(centre, tmp_path):
-    db = make_sensor_db(tmp_path / "edge-002.db")
-    with PipelineStore(db) as store:
-        store.set("raw", updated_by="ops", reason="start", source="cli")
+    db = node_db(tmp_path, "edge-002")
     start_node(db, centre, "edge-002").stop()  # known to the centre at change #1
     rollout = start_rollout(centre, "filtered")  # expect_id fixed now: #1
     with PipelineStore(db) as store:
@@ -102,9 +106,7 @@ def test_a_local_change_since_the_wave_started_is_a_conflict_not_an_overwrite(ce
 
 
 def test_a_node_that_did_not_opt_in_gets_no_desire(centre, tmp_path):
-    db = make_sensor_db(tmp_path / "edge-003.db")
-    with PipelineStore(db) as store:
-        store.set("raw", updated_by="ops", reason="start", source="cli")
+    db = node_db(tmp_path, "edge-003")
     notifier = start_node(db, centre, "edge-003")
     try:
         rollout = start_rollout(centre, "filtered")

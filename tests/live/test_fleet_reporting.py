@@ -7,7 +7,6 @@ a node database replaced by a backup.
 """
 
 import json
-import os
 import shutil
 import signal
 import sqlite3
@@ -20,7 +19,7 @@ import pytest
 from conftest import make_sensor_db
 from fleetlib import FLEET_SECRET, FleetServer
 from hooklib import WAIT, Notifier, Receiver, until
-from pglib import PostgresServer, binaries
+from pglib import postgres, store_setting  # noqa: F401 (postgres: a fixture)
 from weblib import log_in, make_app
 from workers import clean_env, run_cli
 
@@ -35,30 +34,14 @@ pytestmark = pytest.mark.slow
 COMPARED = ("id", "pipeline_type", "bucket", "updated_at", "updated_by", "metadata", "default")
 
 
-@pytest.fixture(scope="module")
-def postgres():
-    if binaries() is None:
-        if os.environ.get("CI") == "true":
-            pytest.fail("PostgreSQL's initdb is missing: .ci/run installs Debian's postgresql")
-        pytest.skip("PostgreSQL is not installed (/usr/lib/postgresql/*/bin/initdb)")
-    server = PostgresServer().start()
-    yield server
-    server.stop()
-
-
 @pytest.fixture(params=["sqlite", "postgresql"])
 def centre(request, tmp_path):
     """The fleet centre under gunicorn (2 workers), on SQLite or a fresh PostgreSQL database."""
-    if request.param == "sqlite":
-        url = str(tmp_path / "fleet.db")
-    else:
-        server = request.getfixturevalue("postgres")
-        url = server.database()
-    centre = FleetServer(url, tmp_path / "centre.db").start()
+    setting = store_setting(request.param, request, tmp_path, migrated=True)
+    centre = FleetServer(next(setting), tmp_path / "centre.db").start()
     yield centre
     centre.stop()
-    if request.param == "postgresql":
-        server.drop(url)
+    next(setting, None)  # drops the PostgreSQL database
 
 
 class Node:
