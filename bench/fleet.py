@@ -255,12 +255,12 @@ ROUTES = (
     "/api/fleet/nodes?state=stale",
     "/api/fleet/nodes?state=error",
     "/api/fleet/nodes?name_prefix=edge-0005",
-    "/api/fleet/nodes?before=edge-000500",
-    "/api/fleet/nodes/edge-000500",
+    "/api/fleet/nodes?before=edge-000100",
+    "/api/fleet/nodes/edge-000100",
     "/api/fleet/summary",
     "/",
     "/?selector=region=us&state=reporting",
-    "/nodes/edge-000500",
+    "/nodes/edge-000100",
     "/poll?since=0",
     "/metrics",
     "/readyz",
@@ -268,7 +268,8 @@ ROUTES = (
 )
 
 
-def route_costs(setting: str, size: int, repeat: int, tmp: Path) -> dict:
+def route_app(setting: str, size: int, tmp: Path):
+    """Seed a store of ``size`` nodes and return (its app's test client, its app)."""
     from webapp.fleet import create_app
 
     seeded = seed(setting, size, 4 if setting.startswith("postgresql") else 1)
@@ -279,38 +280,48 @@ def route_costs(setting: str, size: int, repeat: int, tmp: Path) -> dict:
             "FLEET_DB": setting,
             "FLEET_SECRET": FLEET_SECRET,
             "SECRET_KEY": "bench",
-            "STATE_DIR": str(tmp / "state"),
+            "STATE_DIR": str(tmp / f"state-{size}"),
         }
     )
-    client = app.test_client()
-    seq = iter(range(10, 10**9))
-    costs = {}
-    for route in ROUTES:
-        samples = []
-        for i in range(repeat + 3):
-            if route == "POST report":
-                body = json.dumps(node_body(500, next(seq))).encode()
-                headers = sign(
-                    derive_node_key(FLEET_SECRET, node_name(500)),
-                    new_message_id(),
-                    int(time.time()),
-                    body,
-                )
-                started = time.perf_counter()
-                response = client.post(
-                    REPORT_URL, data=body, headers={**headers, "Content-Type": "application/json"}
-                )
-            else:
-                started = time.perf_counter()
-                response = client.get(route)
-            elapsed = (time.perf_counter() - started) * 1000
-            if response.status_code not in (200, 204):
-                raise SystemExit(f"{route}: {response.status_code} {response.data[:200]!r}")
-            if i >= 3:
-                samples.append(elapsed)
-        costs[route] = statistics.median(samples)
-    app.extensions["fleet.store"][1].close()
-    return costs
+    return app.test_client(), app
+
+
+def call(client, route: str, seq: int) -> float:
+    """Return the milliseconds ``route`` takes (POST report: a heartbeat of edge-000100)."""
+    if route == "POST report":
+        body = json.dumps(node_body(100, seq)).encode()
+        key = derive_node_key(FLEET_SECRET, node_name(100))
+        headers = {
+            **sign(key, new_message_id(), int(time.time()), body),
+            "Content-Type": "application/json",
+        }
+        started = time.perf_counter()
+        response = client.post(REPORT_URL, data=body, headers=headers)
+    else:
+        started = time.perf_counter()
+        response = client.get(route)
+    elapsed = (time.perf_counter() - started) * 1000
+    if response.status_code not in (200, 204):
+        raise SystemExit(f"{route}: {response.status_code} {response.data[:200]!r}")
+    return elapsed
+
+
+def route_costs(stores: dict, repeat: int) -> dict:
+    """Return {size: {route: median ms}}, the stores' calls interleaved so that the machine's
+    load drifts over all sizes alike."""
+    samples = {size: {route: [] for route in ROUTES} for size in stores}
+    seq = 10
+    for i in range(repeat + 3):
+        for route in ROUTES:
+            for size, (client, _app) in stores.items():
+                seq += 1
+                elapsed = call(client, route, seq)
+                if i >= 3:
+                    samples[size][route].append(elapsed)
+    return {
+        size: {route: statistics.median(times) for route, times in by_route.items()}
+        for size, by_route in samples.items()
+    }
 
 
 def store_for(backend: str, tmp: Path, pg, label: str) -> str:
@@ -344,11 +355,14 @@ def main():
                     setting = store_for(backend, tmp, pg, "ingest")
                     results[f"{backend} ingest"] = ingest_rate(setting, args.nodes, tmp, pg)
                 if args.skip != "routes":
-                    costs = {}
+                    stores = {}
                     for size in (args.small, args.large):
                         print(f"## {backend}: routes at {size} nodes", flush=True)
                         setting = store_for(backend, tmp, pg, f"routes-{size}")
-                        costs[size] = route_costs(setting, size, args.repeat, tmp)
+                        stores[size] = route_app(setting, size, tmp)
+                    costs = route_costs(stores, args.repeat)
+                    for _client, app in stores.values():
+                        app.extensions["fleet.store"][1].close()
                     print(
                         f"\n| {backend} route | {args.small} nodes (ms) | {args.large} nodes "
                         "(ms) | ratio |\n|---|---:|---:|---:|"
