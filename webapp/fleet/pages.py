@@ -22,6 +22,7 @@ from .filters import NodeFilter, name_cursor
 from .mix import day_mix, kind_of, type_bars
 from .nodes import NodePage
 from .report import MAX_NODE_NAME
+from .rollouts.tables import SYNC_STATES
 from .schema import STATES
 
 bp = Blueprint("dashboard", __name__)
@@ -109,7 +110,7 @@ def table_row(node) -> dict:
 def overview(store, args, status=200):
     """Render the overview page, or its table alone for an htmx request."""
     context = {**glance_context(store), **table_context(store, args), **poll_timing()}
-    context.update(states=STATES, types=PIPELINE_TYPES)
+    context.update(states=STATES, types=PIPELINE_TYPES, sync_states=SYNC_STATES)
     if context["filter_problem"]:
         status = 400
     return render("fleet/index.html", "fleet/_nodes.html", status, **context)
