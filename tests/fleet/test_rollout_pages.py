@@ -172,3 +172,18 @@ def test_a_finished_rollout_offers_its_revert_per_previous_type(centre):
     assert made.status_code == 303
     page = parse(alice.get(made.headers["Location"]).get_data(as_text=True))
     assert page.by_id("waves").find("li").get("data-size") == "1"
+
+
+def test_the_fleet_page_filters_nodes_by_their_sync(centre):
+    app, fleet = centre()
+    alice = signed_in(app, "alice")
+    url = new_rollout(alice, waves="100%").headers["Location"]
+    form_post(alice, url, url + "/start", version=version_of(alice, 1))
+    fleet.cycle_all()
+    fleet.local_change("edge-003", "raw")
+    fleet.report("edge-003")
+    page = parse(alice.get("/?state=drifted").get_data(as_text=True))
+    options = [o.get("value") for o in page.by_id("state").find_all("option")]
+    assert {"in_sync", "pending", "drifted", "conflict"} <= set(options)
+    table = page.by_id("nodes-heading").ancestors().__next__().text()
+    assert "edge-003" in table and "edge-002" not in table
