@@ -182,22 +182,27 @@ def test_a_centre_down_for_a_while_loses_nothing_and_keeps_order(node):
 
 
 def test_a_notifier_killed_and_restarted_leaves_no_gap(node):
+    stop, written = threading.Event(), [node.set("raw", reason="before the notifier")]
     node.start()
-    stop, written = threading.Event(), []
 
     def writer():
         kinds = ("raw", "filtered", "aggregated", "schematized")
-        while not stop.is_set() and len(written) < 400:
+        while not stop.wait(0.005):  # a change every few ms: some land mid-report
             written.append(node.set(kinds[len(written) % 4], reason=f"write {len(written)}"))
 
     thread = threading.Thread(target=writer)
     thread.start()
-    node.notifier.wait_for("changes, HTTP 200", count=3)
-    node.notifier.stop(signal.SIGKILL)  # no goodbye: the state file is as the last ack left it
-    until(lambda: len(written) >= 20, WAIT, "changes written while no notifier runs")
-    node.start()
-    stop.set()
-    thread.join()
+    try:
+        node.notifier.wait_for("changes, HTTP 200", count=3)
+        node.notifier.stop(signal.SIGKILL)  # no goodbye: the state file is as the last ack left it
+        at_kill = len(written)
+        until(lambda: len(written) >= at_kill + 20, WAIT, "changes written with no notifier")
+        node.start()
+        at_restart = len(written)
+        until(lambda: len(written) >= at_restart + 20, WAIT, "changes written after the restart")
+    finally:
+        stop.set()
+        thread.join()
     until(lambda: centre_holds(node, len(written)), 3 * WAIT, "every change at the centre")
     assert_same_history(node)
 
