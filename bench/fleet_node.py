@@ -17,21 +17,18 @@ Targets (issue 17): p50 ≤ 1 s; idle CPU ≤ 1 % of one core.
 
 import argparse
 import json
-import multiprocessing
 import os
 import platform
-import random
 import socket
 import sqlite3
 import subprocess
 import sys
 import tempfile
-import threading
 import time
 import urllib.request
 from pathlib import Path
 
-from notify_latency import SENSOR_SCHEMA, TYPES, idle_cpu, percentile, sensor_writer
+from notify_latency import measure, percentile, print_idle_cpu, sensor_database
 
 ROOT = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(ROOT))
@@ -95,70 +92,27 @@ def main():
     args = parser.parse_args()
 
     from webapp.accounts.signatures import derive_node_key
-    from webapp.core.store import PipelineStore
 
     folder = Path(tempfile.mkdtemp(prefix="fleet-node-bench-"))
-    db = folder / "sensor_data.db"
-    conn = sqlite3.connect(db)
-    conn.execute(SENSOR_SCHEMA)
-    conn.commit()
-    conn.close()
-    store = PipelineStore(db, write_timeout=10)
-    store.set("raw", updated_by="bench", reason="start")
+    db, store = sensor_database(folder)
 
     centre, url = start_centre(folder)
     env = {key: value for key, value in os.environ.items() if not key.startswith("PIPELINE_")}
     env["PIPELINE_FLEET_KEY"] = derive_node_key(SECRET, NODE)
-    script = Path(sys.executable).parent / "pipeline-manager"
-    notifier = subprocess.Popen(
-        [
-            script,
-            "--db",
-            db,
-            "notify",
-            "--fleet",
-            url,
-            "--node",
-            NODE,
-            "--interval",
-            str(args.interval),
-        ],
-        env={**env, "PIPELINE_FLEET_HEARTBEAT": str(args.heartbeat)},
-        stderr=subprocess.PIPE,
-        text=True,
-    )
-    for line in notifier.stderr:  # ready once the centre acknowledged a first report
-        if "acknowledged up to" in line:
-            break
-    log = []
-    threading.Thread(target=lambda: log.extend(notifier.stderr), daemon=True).start()
+    env["PIPELINE_FLEET_HEARTBEAT"] = str(args.heartbeat)
+    notifier_args = ["--fleet", url, "--node", NODE, "--interval", str(args.interval)]
 
-    stop_sensor = multiprocessing.Event()
-    sensor = multiprocessing.Process(
-        target=sensor_writer, args=(db, args.sensor_pause, stop_sensor)
-    )
-    sensor.start()
-    load_before = os.getloadavg()[0]
-    latencies, rng, last = [], random.Random(1), "raw"
+    def arrival(change):
+        while centre_current_id(url) != change.id:
+            time.sleep(0.01)
+        return time.monotonic()
+
     try:
-        for _ in range(args.changes):
-            time.sleep(rng.uniform(0.1, 2 * args.interval))  # a random phase of the interval
-            last = rng.choice([t for t in TYPES if t != last])
-            change = store.set(last, updated_by="bench", reason="latency").change
-            committed = time.monotonic()
-            while centre_current_id(url) != change.id:
-                if time.monotonic() - committed > 60:
-                    raise SystemExit("a change did not reach the centre within 60 s")
-                time.sleep(0.01)
-            latencies.append((time.monotonic() - committed) * 1000)
-        busy_cpu = idle_cpu(notifier.pid, args.idle_seconds)
-        stop_sensor.set()
-        sensor.join()
-        quiet_cpu = idle_cpu(notifier.pid, args.idle_seconds)
+        # Ready once the centre acknowledged a first report.
+        notifier, latencies, busy_cpu, quiet_cpu, load_before = measure(
+            db, store, args, notifier_args, env, "acknowledged up to", arrival
+        )
     finally:
-        stop_sensor.set()
-        notifier.terminate()
-        notifier.wait(30)
         os.killpg(centre.pid, 15)
         centre.wait(30)
     load_after = os.getloadavg()[0]
@@ -181,22 +135,12 @@ def main():
         f"{percentile(latencies, 0.9):.0f} | {max(latencies):.0f} |"
     )
     print()
-    print("| notifier idle for | CPU ms used | % of one core |")
-    print("|---|---:|---:|")
-    for what, (used_ms, percent) in [
-        ("sensor writer committing", busy_cpu),
-        ("nothing writing", quiet_cpu),
-    ]:
-        print(f"| {args.idle_seconds:g} s, {what} | {used_ms:.0f} | {percent:.2f} |")
-    print(f"(CPU time from /proc/PID/stat, in ticks of {1000 / os.sysconf('SC_CLK_TCK'):g} ms)")
+    print_idle_cpu(args.idle_seconds, busy_cpu, quiet_cpu)
     print()
     print(f"p50 {p50:.0f} ms (target <= 1000 ms): {'met' if p50 <= 1000 else 'MISSED'}")
     worst = max(busy_cpu[1], quiet_cpu[1])
     print(f"idle CPU {worst:.2f} % (target <= 1 %): {'met' if worst <= 1 else 'MISSED'}")
-    heartbeats = sum("acknowledged up to" in line for line in log)
-    print(
-        f"reports logged at INFO meanwhile: {heartbeats}; notifier exit code: {notifier.returncode}"
-    )
+    print(f"notifier exit code on SIGTERM: {notifier.returncode}")
 
 
 if __name__ == "__main__":
