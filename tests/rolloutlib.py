@@ -4,6 +4,7 @@ on ``expect_id``)."""
 
 from dataclasses import dataclass, field
 
+import pytest
 from fleetlib import post, record, report
 from weblib import basic, write_users
 
@@ -21,6 +22,31 @@ def make_rollout_app(fleet_db, tmp_path, **config):
         LOGIN_REFUSAL_PAUSE=0,
         **config,
     )
+
+
+@pytest.fixture
+def rollout_centre(fleet_db, tmp_path, monkeypatch):
+    """Make centre apps on the test's store (``make(**config)``); their stores closed after.
+
+    A module asks for it by name from a fixture that takes ``fleet_db`` (so the test runs on
+    both backends)."""
+    for name in ("PIPELINE_FLEET_DB", "PIPELINE_FLEET_SECRET", "PIPELINE_USERS_FILE"):
+        monkeypatch.delenv(name, raising=False)
+    apps = []
+
+    def make(**config):
+        app = make_rollout_app(fleet_db, tmp_path, **config)
+        apps.append(app)
+        return app
+
+    yield make
+    for app in apps:
+        held = app.extensions.get("fleet.rollout_webhooks")
+        if held and held[1]:
+            held[1].stop()
+        held = app.extensions.get("fleet.store")
+        if held:
+            held[1].close()
 
 
 @dataclass

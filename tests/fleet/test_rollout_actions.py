@@ -5,28 +5,21 @@ centre restarted mid-rollout."""
 import threading
 
 import pytest
-from rolloutlib import SimFleet, action, create, fetch, make_rollout_app
+from rolloutlib import (
+    SimFleet,
+    action,
+    create,
+    fetch,
+    rollout_centre,  # noqa: F401 (a fixture, asked for by name)
+)
 from weblib import PASSWORDS
 
 from webapp.core.errors import ConflictError
 
 
 @pytest.fixture
-def centre(fleet_db, tmp_path, monkeypatch):
-    for name in ("PIPELINE_FLEET_DB", "PIPELINE_FLEET_SECRET", "PIPELINE_USERS_FILE"):
-        monkeypatch.delenv(name, raising=False)
-    apps = []
-
-    def make(**config):
-        app = make_rollout_app(fleet_db, tmp_path, **config)
-        apps.append(app)
-        return app
-
-    yield make
-    for app in apps:
-        held = app.extensions.get("fleet.store")
-        if held:
-            held[1].close()
+def centre(fleet_db, request):
+    return request.getfixturevalue("rollout_centre")
 
 
 def fleet_of(app, nodes=6):

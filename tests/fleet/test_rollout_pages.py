@@ -6,29 +6,26 @@ import re
 import pytest
 import yaml
 from htmldom import parse
-from rolloutlib import SimFleet, make_rollout_app
+from rolloutlib import (
+    SimFleet,
+    rollout_centre,  # noqa: F401 (a fixture, asked for by name)
+)
 from weblib import csrf_from, log_in
 
 
 @pytest.fixture
-def centre(fleet_db, tmp_path, monkeypatch):
-    for name in ("PIPELINE_FLEET_DB", "PIPELINE_FLEET_SECRET", "PIPELINE_USERS_FILE"):
-        monkeypatch.delenv(name, raising=False)
-    apps = []
+def centre(fleet_db, request):
+    """Make a centre with 8 reporting nodes: (app, SimFleet)."""
+    make_app = request.getfixturevalue("rollout_centre")
 
     def make(**config):
-        app = make_rollout_app(fleet_db, tmp_path, **config)
-        apps.append(app)
+        app = make_app(**config)
         sim = SimFleet(app.test_client())
         for n in range(8):
             sim.add(f"edge-{n:03}")
         return app, sim
 
-    yield make
-    for app in apps:
-        held = app.extensions.get("fleet.store")
-        if held:
-            held[1].close()
+    return make
 
 
 def signed_in(app, name):

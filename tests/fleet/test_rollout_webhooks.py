@@ -9,7 +9,12 @@ import threading
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 
 import pytest
-from rolloutlib import SimFleet, action, create, make_rollout_app
+from rolloutlib import (
+    SimFleet,
+    action,
+    create,
+    rollout_centre,  # noqa: F401 (a fixture, asked for by name)
+)
 
 SECRET = "webhook-secret-for-rollouts"
 WAIT_S = 30.0
@@ -61,20 +66,14 @@ def receiver():
 
 
 @pytest.fixture
-def fleet(fleet_db, tmp_path, monkeypatch, receiver):
-    for name in ("PIPELINE_FLEET_DB", "PIPELINE_FLEET_SECRET", "PIPELINE_USERS_FILE"):
-        monkeypatch.delenv(name, raising=False)
-    app = make_rollout_app(
-        fleet_db, tmp_path, FLEET_APPROVALS=2, WEBHOOKS=receiver.url, WEBHOOK_SECRET=SECRET
+def fleet(fleet_db, request, receiver):
+    app = request.getfixturevalue("rollout_centre")(
+        FLEET_APPROVALS=2, WEBHOOKS=receiver.url, WEBHOOK_SECRET=SECRET
     )
     sim = SimFleet(app.test_client())
     for n in range(4):
         sim.add(f"edge-{n:03}")
-    yield sim
-    held = app.extensions.get("fleet.rollout_webhooks")
-    if held and held[1]:
-        held[1].stop()
-    app.extensions["fleet.store"][1].close()
+    return sim
 
 
 def test_rollout_events_are_posted_signed_and_in_order(fleet, receiver):

@@ -5,7 +5,14 @@ import time
 
 import pytest
 from fleetlib import FLEET_SECRET, post, record, report
-from rolloutlib import ROLLOUTS, SimFleet, action, create, fetch, make_rollout_app
+from rolloutlib import (
+    ROLLOUTS,
+    SimFleet,
+    action,
+    create,
+    fetch,
+    rollout_centre,  # noqa: F401 (a fixture, asked for by name)
+)
 from weblib import basic
 
 from webapp.accounts.signatures import derive_node_key, verify
@@ -13,21 +20,8 @@ from webapp.fleet.rollouts.plan import wave_order
 
 
 @pytest.fixture
-def centre(fleet_db, tmp_path, monkeypatch):
-    for name in ("PIPELINE_FLEET_DB", "PIPELINE_FLEET_SECRET", "PIPELINE_USERS_FILE"):
-        monkeypatch.delenv(name, raising=False)
-    apps = []
-
-    def make(**config):
-        app = make_rollout_app(fleet_db, tmp_path, **config)
-        apps.append(app)
-        return app
-
-    yield make
-    for app in apps:
-        held = app.extensions.get("fleet.store")
-        if held:
-            held[1].close()
+def centre(fleet_db, request):
+    return request.getfixturevalue("rollout_centre")
 
 
 @pytest.fixture
