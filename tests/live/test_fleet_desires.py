@@ -6,7 +6,6 @@ import json
 import urllib.request
 
 import pytest
-from conftest import make_sensor_db
 from fleetlib import FLEET_SECRET, FleetServer
 from hooklib import WAIT, Notifier, until
 from weblib import basic, write_users
@@ -51,9 +50,8 @@ def start_rollout(centre, pipeline_type):
     return made["id"]
 
 
-def node_db(tmp_path, name):
-    """A node's sensor database whose pipeline was set once (change #1, raw)."""
-    db = make_sensor_db(tmp_path / f"{name}.db")
+def node_db(db):
+    """The node's sensor database (conftest's db_path), its pipeline set once (#1, raw)."""
     with PipelineStore(db) as store:
         store.set("raw", updated_by="ops", reason="start", source="cli")
     return db
@@ -69,8 +67,8 @@ def start_node(db, centre, name, *extra):
     return notifier
 
 
-def test_a_node_that_accepts_rollouts_applies_the_desire_and_the_rollout_finishes(centre, tmp_path):
-    db = node_db(tmp_path, "edge-001")
+def test_a_node_that_accepts_rollouts_applies_the_desire_and_the_rollout_finishes(centre, db_path):
+    db = node_db(db_path)
     notifier = start_node(db, centre, "edge-001", "--accept-rollouts")
     try:
         rollout = start_rollout(centre, "filtered")
@@ -87,8 +85,8 @@ def test_a_node_that_accepts_rollouts_applies_the_desire_and_the_rollout_finishe
         notifier.kill()
 
 
-def test_a_local_change_since_the_wave_started_is_a_conflict_not_an_overwrite(centre, tmp_path):
-    db = node_db(tmp_path, "edge-002")
+def test_a_local_change_since_the_wave_started_is_a_conflict_not_an_overwrite(centre, db_path):
+    db = node_db(db_path)
     start_node(db, centre, "edge-002").stop()  # known to the centre at change #1
     rollout = start_rollout(centre, "filtered")  # expect_id fixed now: #1
     with PipelineStore(db) as store:
@@ -105,8 +103,8 @@ def test_a_local_change_since_the_wave_started_is_a_conflict_not_an_overwrite(ce
         notifier.kill()
 
 
-def test_a_node_that_did_not_opt_in_gets_no_desire(centre, tmp_path):
-    db = node_db(tmp_path, "edge-003")
+def test_a_node_that_did_not_opt_in_gets_no_desire(centre, db_path):
+    db = node_db(db_path)
     notifier = start_node(db, centre, "edge-003")
     try:
         rollout = start_rollout(centre, "filtered")

@@ -16,7 +16,6 @@ import urllib.error
 import urllib.request
 
 import pytest
-from conftest import make_sensor_db
 from fleetlib import FLEET_SECRET, FleetServer
 from hooklib import WAIT, Notifier, Receiver, until
 from pglib import postgres, store_setting  # noqa: F401 (postgres: a fixture)
@@ -47,9 +46,9 @@ def centre(request, tmp_path):
 class Node:
     """A node: its sensor database, and its ``notify --fleet`` process when started."""
 
-    def __init__(self, tmp_path, centre, name="edge-001"):
+    def __init__(self, db_path, centre, name="edge-001"):
         self.name, self.centre = name, centre
-        self.db = make_sensor_db(tmp_path / f"{name}.db")
+        self.db = db_path  # a sensor database (conftest's db_path)
         PipelineStore(self.db).close()  # creates pipeline_config, as the first command would
         self.notifier = None
 
@@ -78,8 +77,8 @@ class Node:
 
 
 @pytest.fixture
-def node(tmp_path, centre):
-    node = Node(tmp_path, centre)
+def node(db_path, centre):
+    node = Node(db_path, centre)
     yield node
     node.stop()
 
@@ -258,10 +257,10 @@ def test_a_skewed_clock_is_refused_with_the_centres_time_named(node):
     assert -1005 <= skew <= -995
 
 
-def test_an_answer_not_signed_with_the_node_key_moves_nothing(tmp_path):
+def test_an_answer_not_signed_with_the_node_key_moves_nothing(db_path, tmp_path):
     """An impostor at the centre's address cannot acknowledge anything: its 200 is not signed."""
     impostor = Receiver().start()
-    db = make_sensor_db(tmp_path / "edge-009.db")
+    db = db_path
     with PipelineStore(db) as store:
         store.set("filtered", updated_by="ops", reason="test", source="cli")
     key = derive_node_key(FLEET_SECRET, "edge-009")
