@@ -268,6 +268,12 @@ def test_writes_need_an_operator_and_bodies_must_be_json(fleet):
     )
     assert answer.status_code in (400, 413)
     assert fleet.client.get(f"{ROLLOUTS}/999").status_code == 404
+    huge = "9" * 30
+    assert fleet.client.get(f"{ROLLOUTS}/{huge}").status_code == 404
+    assert fleet.client.get(f"/rollouts/{huge}").status_code == 404
+    stale = fleet.client.post(f"{ROLLOUTS}/{huge}/pause", headers={**basic(), "If-Match": '"1"'})
+    assert stale.status_code == 404
+    assert fleet.client.get(f"{ROLLOUTS}/1/nodes?after=a%00b").status_code in (400, 404)
     assert fleet.client.get(ROLLOUTS).json["rollouts"] == []
 
 

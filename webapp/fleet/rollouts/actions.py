@@ -14,6 +14,7 @@ from webapp.core.errors import ConflictError, InvalidInput, PipelineError
 from webapp.core.timefmt import iso
 
 from ..engine import run_write
+from ..schema import nodes
 from . import gates
 from .model import ACTIONS_BY_STATUS
 from .tables import (
@@ -36,6 +37,10 @@ from .tables import (
 ACTIONS = ("approve", "start", "pause", "resume", "abort")
 SKIPPABLE = (WAITING, PENDING, CONFLICT, ERROR, DRIFTED)
 RETRYABLE = (CONFLICT, ERROR, DRIFTED, PENDING)
+
+
+class NotFound(PipelineError):
+    http_status = 404
 
 
 class Forbidden(PipelineError):
@@ -63,6 +68,8 @@ def act(engine, rollout_id, action, actor, version, now, why=None, skip=(), retr
     """Take ``action`` as ``actor`` on the rollout at ``version``; return the records written."""
     if action not in ACTIONS:
         raise InvalidInput(f"action must be one of {', '.join(ACTIONS)}")
+    if not 1 <= rollout_id <= 2**31 - 1:
+        raise NotFound(f"no rollout {rollout_id}")
     return run_write(
         engine, lambda c: _act(c, rollout_id, action, actor, version, now, why, skip, retry)
     )
@@ -71,8 +78,6 @@ def act(engine, rollout_id, action, actor, version, now, why=None, skip=(), retr
 def _act(connection, rollout_id, action, actor, version, now, why, skip, retry):
     rollout = gates.lock(connection, rollout_id)
     if rollout is None:
-        from .store import NotFound
-
         raise NotFound(f"no rollout {rollout_id}")
     if rollout.version != version:
         raise StaleVersion(
@@ -160,8 +165,6 @@ def decide(connection, rollout, names, new, allowed, now, actor) -> int:
         row = found[name]
         values = {}
         if new == PENDING:  # a retry sends the desire against what the centre knows now
-            from ..schema import nodes
-
             values["expect_id"] = connection.execute(
                 select(nodes.c.change_id).where(nodes.c.id == row.node_id)
             ).scalar()

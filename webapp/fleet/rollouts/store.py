@@ -10,12 +10,13 @@ import time
 
 from sqlalchemy import delete, func, insert, select, text
 
-from webapp.core.errors import ConflictError, InvalidInput, PipelineError
+from webapp.core.errors import ConflictError, InvalidInput
 
 from ..engine import run_read, run_write
 from ..filters import NodeFilter
 from ..schema import nodes
 from . import gates
+from .actions import NotFound
 from .model import AuditRecord, Rollout, Wave
 from .plan import NewRollout, wave_of, wave_order, wave_sizes
 from .tables import (
@@ -32,16 +33,13 @@ from .tables import (
 
 CREATE_LOCK = 0x706D726C  # "pmrl": one rollout created at a time, across centre hosts
 AUDIT_SHOWN = 200
+MAX_ID = 2**31 - 1  # a rollout id (an Integer column on both backends)
 STALE_COUNTED = 1000
 _json = json.JSONEncoder(ensure_ascii=False, allow_nan=False).encode
 
 
 def now_ms() -> int:
     return int(time.time() * 1000)
-
-
-class NotFound(PipelineError):
-    http_status = 404
 
 
 class Overlap(ConflictError):
@@ -183,6 +181,8 @@ class RolloutStore:
         return run_read(self.engine, lambda c: self._get(c, rollout_id))
 
     def _get(self, connection, rollout_id: int) -> Rollout:
+        if not 1 <= rollout_id <= MAX_ID:
+            raise NotFound(f"no rollout {rollout_id}")
         row = connection.execute(select(rollouts).where(rollouts.c.id == rollout_id)).first()
         if row is None:
             raise NotFound(f"no rollout {rollout_id}")
@@ -232,6 +232,8 @@ class RolloutStore:
 
     def check_gates(self, rollout_id: int, now: int) -> list[dict]:
         """Pause a running rollout whose wave timed out (a cheap read when none did)."""
+        if not 1 <= rollout_id <= MAX_ID:
+            raise NotFound(f"no rollout {rollout_id}")
         row = run_read(
             self.engine,
             lambda c: c.execute(select(rollouts).where(rollouts.c.id == rollout_id)).first(),

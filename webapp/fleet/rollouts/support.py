@@ -1,5 +1,7 @@
 """What the rollout API and pages share: query-string values, one node row as both show it."""
 
+import time
+
 from webapp.core.errors import InvalidInput
 from webapp.core.text import clean_text
 from webapp.core.timefmt import iso
@@ -37,8 +39,6 @@ def node_rows_request(args):
 
 def node_row(row, now_ms: int | None = None) -> dict:
     """Return one of a rollout's nodes as the API shows it."""
-    import time
-
     moment = int(time.time() * 1000) if now_ms is None else now_ms
     return {
         "node": row.node_name,
