@@ -121,3 +121,8 @@ def status():
     click.echo(f"{store.name}: revision {found.current or 'none'} (this code: {found.head})")
     if found.problem():
         raise PipelineError(found.problem())
+
+
+from .demo import demo  # noqa: E402 (the one-command demo: webapp/fleet/demo.py)
+
+fleet_cli.add_command(demo)
