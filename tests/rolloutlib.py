@@ -5,22 +5,28 @@ on ``expect_id``)."""
 from dataclasses import dataclass, field
 
 import pytest
-from fleetlib import post, record, report
+from fleetlib import FLEET_SECRET, post, record, report
 from weblib import basic, write_users
 
 ROLLOUTS = "/api/fleet/rollouts"
 
 
 def make_rollout_app(fleet_db, tmp_path, **config):
-    from conftest import make_fleet_app
+    """Return a centre app on ``fleet_db`` with alice and bob as operators."""
+    from webapp.fleet import create_app
 
-    return make_fleet_app(
-        fleet_db,
-        tmp_path,
-        USERS_FILE=str(write_users(tmp_path / "users.htpasswd")),
-        LOGIN_THROTTLE_DIR=str(tmp_path / "throttle"),
-        LOGIN_REFUSAL_PAUSE=0,
-        **config,
+    return create_app(
+        {
+            "TESTING": True,
+            "FLEET_DB": fleet_db,
+            "FLEET_SECRET": FLEET_SECRET,
+            "SECRET_KEY": "test-secret",
+            "STATE_DIR": str(tmp_path / "state"),
+            "USERS_FILE": str(write_users(tmp_path / "users.htpasswd")),
+            "LOGIN_THROTTLE_DIR": str(tmp_path / "throttle"),
+            "LOGIN_REFUSAL_PAUSE": 0,
+            **config,
+        }
     )
 
 
