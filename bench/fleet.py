@@ -23,7 +23,6 @@ import platform
 import statistics
 import sys
 import tempfile
-import threading
 import time
 from pathlib import Path
 
@@ -35,11 +34,11 @@ from fleetlib import FLEET_SECRET, REPORT_URL, FleetServer, record  # noqa: E402
 from pglib import PostgresServer  # noqa: E402
 
 from webapp.accounts.signatures import derive_node_key, new_message_id, sign  # noqa: E402
-from webapp.fleet import store_write  # noqa: E402
-from webapp.fleet.engine import database_url, run_write  # noqa: E402
+from webapp.fleet.engine import database_url  # noqa: E402
 from webapp.fleet.migrate import create_if_empty  # noqa: E402
 from webapp.fleet.report import read_report  # noqa: E402
 from webapp.fleet.store import FleetStore  # noqa: E402
+from webapp.fleet.store_bulk import import_new_nodes  # noqa: E402
 
 TYPES = ("raw", "schematized", "filtered", "aggregated")
 P99_TARGET_MS = 100.0
@@ -64,37 +63,21 @@ def node_body(n: int, seq: int) -> dict:
     }
 
 
-def seed(setting: str, count: int, threads: int) -> float:
-    """Store ``count`` nodes through the ingest logic, 500 reports per transaction (5 % stale,
-    1 % in error); return seconds. One thread: batches of new nodes all move the same counters,
-    so parallel batches only wait for each other's row locks."""
-    store = FleetStore(database_url(setting), pool_size=threads)
+def seed(setting: str, count: int) -> float:
+    """Store ``count`` new nodes (5 % stale, 1 % in error) in bulk; return seconds."""
+    store = FleetStore(database_url(setting), pool_size=1)
     create_if_empty(store.engine)
     now_ms = int(time.time() * 1000)
     stamp = int(time.time()) - 1
     started = time.perf_counter()
 
-    def report_of(n):
+    def item(n):
         body = node_body(n, 1)
         if n % 100 == 0:
             body["current"] = {"error": {"code": 5, "message": "database is locked"}}
-        return read_report(body), now_ms - (3600_000 if n % 20 == 1 else 0)
+        return read_report(body), f"seed_{n}", stamp, now_ms - (3600_000 if n % 20 == 1 else 0)
 
-    def batch(connection, numbers):
-        for n in numbers:
-            report, received = report_of(n)
-            store_write._ingest(connection, report, f"seed_{n}", stamp, received, 500)
-
-    def work(part):
-        mine = list(range(part, count, threads))
-        for start in range(0, len(mine), 500):
-            run_write(store.engine, lambda c, chunk=mine[start : start + 500]: batch(c, chunk))
-
-    workers = [threading.Thread(target=work, args=(k,)) for k in range(threads)]
-    for worker in workers:
-        worker.start()
-    for worker in workers:
-        worker.join()
+    import_new_nodes(store.engine, (item(n) for n in range(count)))
     store.close()
     return time.perf_counter() - started
 
@@ -187,7 +170,7 @@ def postgres_pids(server) -> list[int]:
 
 
 def ingest_rate(setting: str, nodes: int, tmp: Path, pg) -> dict:
-    seeded = seed(setting, nodes, 1)
+    seeded = seed(setting, nodes)
     print(f"  seeded {nodes} nodes in {seeded:.0f} s", flush=True)
     steps, best, seq = [], None, 2
     with FleetServer(
@@ -273,7 +256,7 @@ def route_app(setting: str, size: int, tmp: Path):
     """Seed a store of ``size`` nodes and return (its app's test client, its app)."""
     from webapp.fleet import create_app
 
-    seeded = seed(setting, size, 1)
+    seeded = seed(setting, size)
     print(f"  seeded {size} nodes in {seeded:.0f} s", flush=True)
     app = create_app(
         {

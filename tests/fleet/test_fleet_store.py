@@ -198,3 +198,30 @@ def test_concurrent_first_reports_are_each_counted_once(fleet_store):
     summary = fleet_store.summary()
     assert summary["nodes"] == 91
     assert summary["by_label"] == {"region": {"eu": 91}}
+
+
+def test_bulk_import_and_recount_agree_with_ingest(fleet_store):
+    from webapp.fleet.engine import run_write
+    from webapp.fleet.store_bulk import import_new_nodes, recount
+
+    for n in range(30):
+        put(
+            fleet_store,
+            f"edge-{n:03d}",
+            ("raw", "filtered")[n % 2],
+            labels={"rack": str(n % 3)},
+            error=n % 7 == 0,
+        )
+    by_ingest = fleet_store.summary()
+    run_write(fleet_store.engine, recount)  # rebuilt from the node table: the same counts
+    assert {**fleet_store.summary(), "version": 0} == {**by_ingest, "version": 0}
+    now = int(time.time() * 1000)
+    items = [
+        (read_report(report(f"bulk-{n:03d}", labels={"rack": "9"})), f"m{n}", 1, now)
+        for n in range(700)
+    ]
+    assert import_new_nodes(fleet_store.engine, items) == 700
+    summary = fleet_store.summary()
+    assert summary["nodes"] == 730 and summary["by_label"]["rack"]["9"] == 700
+    assert brute_force(fleet_store)[0] == 730
+    assert all_pages(fleet_store, NodeFilter.from_args({"selector": "rack=9"}))[0][0] == "bulk-000"
