@@ -246,21 +246,13 @@ class PipelineStore:
 
     # -- writes ----------------------------------------------------------------------------
 
-    def set(
-        self,
-        pipeline_type,
-        *,
-        updated_by,
-        reason=None,
-        source="cli",
-        expect_id=None,
-        reverts_to=None,
-        rollout=None,
-    ) -> SetResult:
+    def set(self, pipeline_type, *, updated_by, reason=None, source="cli", expect_id=None,
+            reverts_to=None, rollout=None) -> SetResult:  # fmt: skip
         """Make ``pipeline_type`` current, once; a no-op when it already is.
 
         With ``expect_id``, refuse (:class:`ConflictError`) unless the newest change still has
-        that id (0 = never set). Metadata records reason, previous type and source.
+        that id (0 = never set). Metadata records reason, previous type and source (and the
+        change reverted to, or the fleet rollout that asked for it).
         """
         request = request_change(
             pipeline_type,
