@@ -7,6 +7,7 @@ carries its own title (a tooltip, and what a screen reader says), and each drawi
 Classes come from :func:`kind_of`, never from a stored value.
 """
 
+import math
 from collections import namedtuple
 
 from webapp.core.pipelines import PIPELINE_TYPES
@@ -71,7 +72,8 @@ def day_mix(days: list, label_format: str = "%a %d") -> Mix:
     totals = [sum(by_kind(counts).values()) for _, counts in days]
     peak = max(totals, default=0)
     count = len(days)
-    width = round((WIDTH - GAP * (count - 1)) / count, 2) if count else 0.0
+    # Rounded down: the last column's right edge stays inside the drawing.
+    width = math.floor((WIDTH - GAP * (count - 1)) / count * 100) / 100 if count else 0.0
     crowded = count > 4
     columns, said = [], []
     for index, (day, counts) in enumerate(days):
