@@ -278,3 +278,18 @@ def test_an_answer_not_signed_with_the_node_key_moves_nothing(db_path, tmp_path)
     finally:
         notifier.kill()
         impostor.stop()
+
+
+def test_webhooks_and_the_fleet_run_in_one_process_each_at_its_own_pace(node):
+    """A dead webhook holds back only itself: the centre gets every change meanwhile."""
+    receiver = Receiver(answers=[503] * 3).start()  # the chat service is down for three posts
+    try:
+        node.set("raw", reason="before")
+        node.start("--webhook", receiver.url)
+        ids = [node.set(kind, reason="both") for kind in ("filtered", "aggregated", "raw")]
+        until(lambda: centre_holds(node, 4), WAIT, "the centre holding the 4 changes")
+        receiver.acknowledged_until(ids[-1])
+        assert receiver.ids(status=200) == ids
+        assert_same_history(node)
+    finally:
+        receiver.stop()
