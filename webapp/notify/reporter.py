@@ -33,8 +33,10 @@ class FleetReporter(Target):
 
     def follow(self, store) -> None:
         feed = self.notifier.feed
-        origin = "its state" if self.cursor is not None else "the centre's answer"
-        LOG.info("%s: reporting the changes after the centre's position (%s)", self.label, origin)
+        if self.cursor is None:
+            LOG.info("%s: first report; the centre's answer sets the position", self.label)
+        else:
+            LOG.info("%s: reporting the changes after #%d (its state)", self.label, self.cursor)
         while True:
             seen = feed.ticks
             outcome = self.report_until_acknowledged(store)
