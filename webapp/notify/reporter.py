@@ -30,6 +30,8 @@ class FleetReporter(Target):
         self.seq = saved.get("seq", 0)
         self.rollout = None  # the outcome of the last desire, until a report carried it
         self.stuck = False  # the last report's answer took nothing new
+        self.last_desire = None  # the same desire again is reported at the heartbeat's pace
+        self.urgent = False  # an outcome to report at once
 
     def follow(self, store) -> None:
         feed = self.notifier.feed
@@ -63,7 +65,7 @@ class FleetReporter(Target):
         progress = ack.acknowledged_id != before
         at_once = more and (progress or not self.stuck)
         self.stuck = more and not progress
-        return at_once or self.rollout is not None
+        return at_once or self.urgent
 
     def take_desire(self, store, desired: dict) -> None:
         """Apply a rollout's desire (the answer carrying it was signed with this node's key)."""
@@ -73,7 +75,11 @@ class FleetReporter(Target):
             )
             return
         self.rollout = rollout.apply_desire(store, desired)
+        # A centre that sends the same desire again (an operator's retry, or a bug) is answered
+        # at the heartbeat's pace, never in a tight loop.
+        self.urgent, self.last_desire = desired != self.last_desire, desired
         if self.rollout is None:
+            self.urgent = False
             LOG.warning("%s: the centre sent a desire without a rollout id: ignored", self.label)
             return
         LOG.info(
@@ -123,7 +129,7 @@ class FleetReporter(Target):
             return None
         self.delivered += len([change for change in carried if change["id"] > (before or 0)])
         self.last_delivery = time.time()
-        self.rollout = None
+        self.rollout, self.urgent = None, False
         self.save(target.state_key, ack.acknowledged_id, seq=self.seq)
         return ack, before, sent_newest
 
