@@ -22,6 +22,10 @@ def import_new_nodes(engine, items) -> int:
     for start in range(0, len(items), CHUNK):
         run_write(engine, lambda c, chunk=items[start : start + CHUNK]: _import(c, chunk))
     run_write(engine, recount)
+    if engine.dialect.name == "postgresql":
+        # Fresh statistics, or the planner sees an empty table and scans 100 000 rows for a
+        # one-row probe until autovacuum's next ANALYZE.
+        run_write(engine, lambda c: c.exec_driver_sql("ANALYZE"))
     return len(items)
 
 
