@@ -262,21 +262,27 @@ class RolloutStore:
         return [Rollout.from_row(row) for row in rows]
 
     def wave_nodes(self, rollout_id, wave=None, statuses=None, limit=50, after=None) -> list:
-        """Return the rollout's node rows (name order), optionally of one wave and statuses."""
+        """Return the rollout's node rows in name order, optionally of one wave and statuses.
+
+        One indexed range per status, merged here: the cost is ``limit`` rows per status, never
+        the wave's size (a sort of 90 000 pending nodes would be)."""
         rn = rollout_nodes
-        query = (
-            select(rn, nodes.c.error, nodes.c.stale_at_ms, nodes.c.pipeline_type)
-            .join(nodes, nodes.c.id == rn.c.node_id)
-            .where(rn.c.rollout_id == rollout_id)
+        query = select(rn, nodes.c.error, nodes.c.stale_at_ms, nodes.c.pipeline_type).join(
+            nodes, nodes.c.id == rn.c.node_id
         )
+        query = query.where(rn.c.rollout_id == rollout_id)
         if wave is not None:
             query = query.where(rn.c.wave == wave)
-        if statuses:
-            query = query.where(rn.c.status.in_(statuses))
         if after:
             query = query.where(rn.c.node_name > after)
         query = query.order_by(rn.c.node_name).limit(limit)
-        return run_read(self.engine, lambda c: c.execute(query).all())
+        parts = [query] if not statuses else [query.where(rn.c.status == s) for s in statuses]
+
+        def read(connection):
+            return [row for part in parts for row in connection.execute(part).all()]
+
+        rows = run_read(self.engine, read)
+        return sorted(rows, key=lambda row: row.node_name)[:limit]
 
     def groups(self, rollout_id: int) -> dict:
         """Return {previous type: nodes} (what a revert would set back, per group)."""

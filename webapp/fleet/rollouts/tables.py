@@ -93,6 +93,8 @@ rollout_nodes = Table(
     Column("message", Text),
     Column("updated_ms", BigInteger, nullable=False),
     Index("ix_rollout_nodes_wave", "rollout_id", "wave", "status", "node_name"),
+    Index("ix_rollout_nodes_wave_name", "rollout_id", "wave", "node_name"),
+    Index("ix_rollout_nodes_name", "rollout_id", "node_name"),
 )
 
 rollout_counts = Table(

@@ -55,6 +55,10 @@ def upgrade() -> None:
     op.create_index(
         "ix_rollout_nodes_wave", "rollout_nodes", ["rollout_id", "wave", "status", "node_name"]
     )
+    op.create_index(
+        "ix_rollout_nodes_wave_name", "rollout_nodes", ["rollout_id", "wave", "node_name"]
+    )
+    op.create_index("ix_rollout_nodes_name", "rollout_nodes", ["rollout_id", "node_name"])
     op.create_table(
         "rollout_counts",
         sa.Column("rollout_id", sa.Integer, primary_key=True),
