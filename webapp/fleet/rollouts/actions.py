@@ -165,9 +165,12 @@ def decide(connection, rollout, names, new, allowed, now, actor) -> int:
         row = found[name]
         values = {}
         if new == PENDING:  # a retry sends the desire against what the centre knows now
-            values["expect_id"] = connection.execute(
-                select(nodes.c.change_id).where(nodes.c.id == row.node_id)
-            ).scalar()
+            values["expect_id"] = (
+                connection.execute(
+                    select(nodes.c.change_id).where(nodes.c.id == row.node_id)
+                ).scalar()
+                or 0
+            )
         gates.move_node(
             connection,
             rollout.id,

@@ -131,7 +131,8 @@ def start_wave(connection, rollout, wave: int, actor: str, now: int) -> list[dic
     """Start ``wave``: fix each node's ``expect_id``; a node already on the type has taken."""
     rn = rollout_nodes
     of_node = nodes.c.id == rn.c.node_id
-    change_id = select(nodes.c.change_id).where(of_node).scalar_subquery()
+    # 0 is the node's "never set" (its store's expect_id for an empty table).
+    change_id = func.coalesce(select(nodes.c.change_id).where(of_node).scalar_subquery(), 0)
     running = select(nodes.c.pipeline_type).where(of_node).scalar_subquery()
     connection.execute(
         update(rn)
