@@ -103,6 +103,11 @@ def find_chromium() -> str | None:
     return CHROMIUM if os.access(CHROMIUM, os.X_OK) else None
 
 
+def browser_test(test):
+    """Mark a test as a (slow) browser test."""
+    return pytest.mark.slow(pytest.mark.browser(test))
+
+
 @contextmanager
 def launch_chromium():
     """Yield Debian's Chromium under Playwright (the test is skipped when it is not installed)."""

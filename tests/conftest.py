@@ -125,3 +125,12 @@ def checkpoint(path):
     conn = sqlite3.connect(path)
     conn.execute("PRAGMA wal_checkpoint(TRUNCATE)")
     conn.close()
+
+
+@pytest.fixture(scope="module")
+def chromium():
+    """Debian's Chromium under Playwright, shared by a module (skipped when not installed)."""
+    from browser_support import launch_chromium
+
+    with launch_chromium() as browser:
+        yield browser

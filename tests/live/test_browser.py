@@ -28,9 +28,9 @@ from browser_support import (
     BrowserProblems,
     BrowserServer,
     answered,
+    browser_test,
     expect_no_sideways_scroll,
     http_status,
-    launch_chromium,
     save_screenshot,
     write_users_file,
 )
@@ -54,19 +54,7 @@ WRITE_TIMEOUT = 1.0  # seconds a write waits for a held lock: the busy test hold
 REASON = "Requested by the <north> site team (ticket OPS-42)"  # markup must stay text
 
 
-def browser_test(test):
-    """Mark a test as a (slow) browser test."""
-    return pytest.mark.slow(pytest.mark.browser(test))
-
-
-# -- fixtures ----------------------------------------------------------------------------------
-
-
-@pytest.fixture(scope="module")
-def chromium():
-    """Debian's Chromium under Playwright, shared by the module (skipped when not installed)."""
-    with launch_chromium() as browser:
-        yield browser
+# -- fixtures (chromium: tests/conftest.py) -------------------------------------------------
 
 
 def make_server(directory: Path) -> BrowserServer:

@@ -14,8 +14,8 @@ import pytest
 from browser_support import (
     STEP_MS,
     BrowserProblems,
+    browser_test,
     expect_no_sideways_scroll,
-    launch_chromium,
     save_screenshot,
 )
 from fleetlib import FLEET_SECRET, FleetServer
@@ -33,16 +33,6 @@ PHONE = {"width": 390, "height": 844}
 # the swap; with a margin for a busy machine.
 REACHES_THE_PAGE_MS = 12_000
 STALE_MS = (3 * HEARTBEAT + 15) * 1000
-
-
-def browser_test(test):
-    return pytest.mark.slow(pytest.mark.browser(test))
-
-
-@pytest.fixture(scope="module")
-def chromium():
-    with launch_chromium() as browser:
-        yield browser
 
 
 @pytest.fixture(scope="module")
