@@ -261,19 +261,16 @@ def test_pages_carry_no_inline_script_or_style(fleet):
         assert not [e for e in document.iter() if any(a.startswith("on") for a in e.attrs)]
 
 
-def test_reading_requires_a_login_when_configured(fleet_db, tmp_path, monkeypatch):
-    from conftest import make_fleet_app
-
+def test_reading_requires_a_login_when_configured(fleet_app, tmp_path):
     users = write_users(tmp_path / "users.htpasswd")
-    app = make_fleet_app(
-        fleet_db,
-        tmp_path,
+    # Read per request, as a restart with these settings would give them.
+    fleet_app.config.update(
         READ_REQUIRES_LOGIN=True,
         USERS_FILE=str(users),
         LOGIN_REFUSAL_PAUSE=0,
         WTF_CSRF_ENABLED=False,
     )
-    client = app.test_client()
+    client = fleet_app.test_client()
     answer = client.get("/?state=stale")
     assert answer.status_code == 302
     assert answer.headers["Location"].startswith("/login?next=/?state%3Dstale")
@@ -286,6 +283,3 @@ def test_reading_requires_a_login_when_configured(fleet_db, tmp_path, monkeypatc
     assert document.find(id="fleet-filter")
     assert client.post("/logout").status_code == 302
     assert client.get("/").status_code == 302
-    held = app.extensions.get("fleet.store")
-    if held:
-        held[1].close()
