@@ -226,14 +226,25 @@ def sweep(engine, now: int) -> int:
 
     Readers call it first: one indexed probe when no node turned stale since the last sweep.
     """
-    probe = (
-        select(nodes.c.id)
-        .where(nodes.c.state.in_(LIVE_STATES), nodes.c.stale_at_ms <= now)
-        .limit(1)
-    )
-    if run_read(engine, lambda c: c.execute(probe).first()) is None:
+    deadlines = run_read(engine, lambda c: c.execute(EARLIEST_DEADLINES).one())
+    if all(deadline is None or deadline > now for deadline in deadlines):
         return 0
     return run_write(engine, lambda c: _sweep(c, now))
+
+
+# The earliest deadline of each live state: the first entry of (state, stale_at_ms), one lookup
+# on both backends, whatever the planner's statistics say. ("WHERE stale_at_ms <= now LIMIT 1"
+# let PostgreSQL choose a full scan, expecting an early hit that a swept table never has.)
+EARLIEST_DEADLINES = select(
+    *(
+        select(nodes.c.stale_at_ms)
+        .where(nodes.c.state == state)
+        .order_by(nodes.c.stale_at_ms)
+        .limit(1)
+        .scalar_subquery()
+        for state in LIVE_STATES
+    )
+)
 
 
 def _sweep(connection, now: int) -> int:
