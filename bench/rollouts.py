@@ -91,7 +91,7 @@ def ingest_cost(backend: str, nodes: int, samples: int, tmp: Path, pg) -> dict:
         for name in ("plain", "rollout")
     ]
     for setting in settings:
-        seed(setting, nodes, 4 if backend == "postgresql" else 1)
+        seed(setting, nodes)
     plain, rolled = (centre(s, tmp).test_client() for s in settings)
     rollout = start_rollout(rolled, ["100%"])
     times = {"without": [], "with": []}
@@ -117,7 +117,7 @@ READS = ("api", "page", "poll changed", "poll unchanged", "nodes")
 
 def read_costs(backend: str, size: int, repeat: int, tmp: Path, pg) -> dict:
     setting = str(tmp / f"reads-{size}.db") if backend == "sqlite" else pg.database()
-    seed(setting, size, 4 if backend == "postgresql" else 1)
+    seed(setting, size)
     client = centre(setting, tmp).test_client()
     rollout = start_rollout(client, ["100%"])  # the worst case: the whole fleet pending at once
     base = f"/rollouts/{rollout['id']}"

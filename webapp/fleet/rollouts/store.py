@@ -15,6 +15,7 @@ from webapp.core.errors import ConflictError, InvalidInput
 from ..engine import run_read, run_write
 from ..filters import NodeFilter
 from ..schema import nodes
+from ..store_write import sweep
 from . import gates
 from .actions import NotFound
 from .model import AuditRecord, Rollout, Wave
@@ -34,7 +35,7 @@ from .tables import (
 CREATE_LOCK = 0x706D726C  # "pmrl": one rollout created at a time, across centre hosts
 AUDIT_SHOWN = 200
 MAX_ID = 2**31 - 1  # a rollout id (an Integer column on both backends)
-STALE_COUNTED = 1000
+STALE_SCANNED = 1000
 _json = json.JSONEncoder(ensure_ascii=False, allow_nan=False).encode
 
 
@@ -81,7 +82,6 @@ class RolloutStore:
         selected = connection.execute(self.selection(new)).all()
         if not selected:
             raise InvalidInput(f"the selector {new.selector or '(every node)'!r} matches no node")
-        ids = [row.id for row in selected]
         holder = connection.execute(
             select(rollouts.c.id, rollouts.c.author, rollouts.c.status)
             .join(node_rollouts, node_rollouts.c.rollout_id == rollouts.c.id)
@@ -138,7 +138,9 @@ class RolloutStore:
             )
         connection.execute(insert(rollout_nodes), rows)
         # The nodes' pointers move to this rollout (a finished one's stop covering them).
-        replaced = node_rollouts.c.node_id.in_(ids)
+        replaced = node_rollouts.c.node_id.in_(
+            select(rollout_nodes.c.node_id).where(rollout_nodes.c.rollout_id == rollout_id)
+        )
         gates.count_pointers(
             connection, {k: -n for k, n in gates.pointer_statuses(connection, replaced).items()}
         )
@@ -178,6 +180,7 @@ class RolloutStore:
         """Return the rollout with its waves' progress and audit trail (gates checked first)."""
         moment = now_ms() if now is None else now
         self.check_gates(rollout_id, moment)
+        sweep(self.engine, moment)  # "stale" as of now (one indexed probe when none turned)
         return run_read(self.engine, lambda c: self._get(c, rollout_id))
 
     def _get(self, connection, rollout_id: int) -> Rollout:
@@ -211,23 +214,29 @@ class RolloutStore:
         return Rollout.from_row(row, waves, audit)
 
     def stale_counts(self, connection, row) -> dict:
-        """Return {wave: pending nodes that are stale} for the started wave, counted up to
-        STALE_COUNTED (the page says "at least" past it: its cost must not grow with the wave)."""
+        """Return {wave: pending nodes that are stale} for the started wave.
+
+        Read from the fleet's stale nodes (an index on state), at most STALE_SCANNED of them,
+        each looked up by primary key in this rollout: the cost never grows with the wave. Past
+        that many stale nodes in the fleet the figure is a lower bound (the page says "at least").
+        """
         if row.wave < 0 or row.status not in ACTIVE:
             return {}
-        stale = (
-            select(rollout_nodes.c.node_id)
-            .join(nodes, nodes.c.id == rollout_nodes.c.node_id)
-            .where(
+        stale_ids = (
+            select(nodes.c.id)
+            .where(nodes.c.state == "stale")
+            .order_by(nodes.c.state, nodes.c.name)
+            .limit(STALE_SCANNED)
+            .scalar_subquery()
+        )
+        n = connection.execute(
+            select(func.count()).where(
                 rollout_nodes.c.rollout_id == row.id,
+                rollout_nodes.c.node_id.in_(stale_ids),
                 rollout_nodes.c.wave == row.wave,
                 rollout_nodes.c.status == "pending",
-                nodes.c.stale_at_ms <= now_ms(),
             )
-            .limit(STALE_COUNTED)
-            .subquery()
-        )
-        n = connection.execute(select(func.count()).select_from(stale)).scalar()
+        ).scalar()
         return {row.wave: n} if n else {}
 
     def check_gates(self, rollout_id: int, now: int) -> list[dict]:
