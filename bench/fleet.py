@@ -322,7 +322,10 @@ def main():
     parser.add_argument("--repeat", type=int, default=30)
     parser.add_argument("--backends", default="sqlite,postgresql")
     parser.add_argument("--skip", choices=("ingest", "routes"), default=None)
+    parser.add_argument("--only", default="", help="measure only the routes containing this text")
     args = parser.parse_args()
+    global ROUTES
+    ROUTES = tuple(route for route in ROUTES if args.only in route)
     print(
         f"# {platform.processor() or platform.machine()}, {os.cpu_count()} cores, "
         f"load {os.getloadavg()[0]:.1f}, Python {platform.python_version()}",

@@ -6,6 +6,8 @@ several hundred per transaction with multi-row statements; ``recount`` then make
 counts (counts, label_counts, the fleet size) exactly what the node table says.
 """
 
+import time
+
 from sqlalchemy import delete, func, insert, literal_column, select, update
 
 from .engine import run_write, upsert
@@ -42,7 +44,7 @@ def node_row(report, msg_id, timestamp, received_ms) -> dict:
         "last_msg_id": msg_id,
         "last_report_ms": received_ms,
         "stale_at_ms": received_ms + STALE_AFTER * report.interval_s * 1000,
-        "state": "error" if report.error else "reporting",
+        "state": state_of(report, received_ms),
         "error": report.error,
         "pipeline_type": pipeline_type,
         "current": _json(report.current),
@@ -53,6 +55,13 @@ def node_row(report, msg_id, timestamp, received_ms) -> dict:
         "mix_types": _json([pipeline_type]) if pipeline_type else None,
         "created_ms": received_ms,
     }
+
+
+def state_of(report, received_ms: int) -> str:
+    """The state the sweep would give the node now (stored exact, so statistics are right)."""
+    if received_ms + STALE_AFTER * report.interval_s * 1000 <= time.time() * 1000:
+        return "stale"
+    return "error" if report.error else "reporting"
 
 
 def _import(connection, chunk) -> None:
