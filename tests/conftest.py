@@ -8,7 +8,9 @@ import pytest
 from webapp import create_app
 from webapp.core.store import PipelineStore
 
-pytest_plugins = ["pytester"]  # tests/live/test_browser.py checks the CI hook below in a sub-run
+# pytester: tests/live/test_browser.py checks the CI hook below in a sub-run; fleetfixtures: the
+# fleet suite's fixtures (both store backends), shared by tests/fleet/ and tests/live/.
+pytest_plugins = ["pytester", "fleetfixtures"]
 
 SENSOR_SCHEMA = (
     "CREATE TABLE sensor_readings (id INTEGER PRIMARY KEY AUTOINCREMENT, "

@@ -110,7 +110,7 @@ def test_probes_and_metrics(fleet):
 
 
 def test_reads_need_a_login_when_configured(fleet_db, tmp_path):
-    from conftest import make_fleet_app
+    from fleetfixtures import make_fleet_app
 
     app = make_fleet_app(fleet_db, tmp_path, READ_REQUIRES_LOGIN=True)
     client = app.test_client()

@@ -4,7 +4,7 @@
 import time
 
 import pytest
-from conftest import make_fleet_app
+from fleetfixtures import make_fleet_app
 from fleetlib import FLEET_SECRET, post, report
 from live import LIVE_SECRET_KEY
 

@@ -92,7 +92,7 @@ def test_an_error_report_keeps_the_type_and_sets_the_state(fleet_client, fleet_s
 
 
 def test_next_report_spreads_a_large_fleet(fleet_db, tmp_path):
-    from conftest import make_fleet_app
+    from fleetfixtures import make_fleet_app
 
     app = make_fleet_app(fleet_db, tmp_path, FLEET_REPORT_RATE=1)
     client = app.test_client()
@@ -220,7 +220,7 @@ def test_refusals_are_counted_by_reason_and_logged_once_a_minute(fleet_client, c
 
 
 def test_a_centre_without_a_fleet_secret_refuses_reports(fleet_db, tmp_path):
-    from conftest import make_fleet_app
+    from fleetfixtures import make_fleet_app
 
     app = make_fleet_app(fleet_db, tmp_path, FLEET_SECRET=None)
     response = post(app.test_client(), report())

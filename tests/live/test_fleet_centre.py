@@ -9,7 +9,7 @@ import time
 import pytest
 from fleetlib import FLEET_SECRET, REPORT_URL, FleetServer, record, report, signed
 from live import metric, request
-from pglib import postgres, store_setting  # noqa: F401 (postgres: a fixture)
+from pglib import store_setting
 
 from webapp.accounts.signatures import derive_node_key, verify
 

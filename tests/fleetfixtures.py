@@ -1,5 +1,7 @@
-"""Fixtures of the fleet suite: every test that takes ``fleet_db`` runs on SQLite and on a real
-PostgreSQL started for the session (tests/pglib.py). Under CI=true PostgreSQL must run."""
+"""Fixtures of the fleet suite, loaded as a plugin by tests/conftest.py (a second conftest.py
+would take the module name ``conftest`` that other tests import from): every test that takes
+``fleet_db`` runs on SQLite and on a real PostgreSQL started for the session (tests/pglib.py).
+Under CI=true PostgreSQL must run."""
 
 import pytest
 from fleetlib import FLEET_SECRET
