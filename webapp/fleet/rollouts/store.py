@@ -8,7 +8,7 @@ so two overlapping rollouts created at once cannot both pass the overlap check.
 import json
 import time
 
-from sqlalchemy import delete, func, insert, select, text
+from sqlalchemy import delete, insert, select, text
 
 from webapp.core.errors import ConflictError, InvalidInput
 
@@ -223,20 +223,25 @@ class RolloutStore:
         if row.wave < 0 or row.status not in ACTIVE:
             return {}
         stale_ids = (
-            select(nodes.c.id)
-            .where(nodes.c.state == "stale")
-            .order_by(nodes.c.state, nodes.c.name)
-            .limit(STALE_SCANNED)
-            .scalar_subquery()
-        )
-        n = connection.execute(
-            select(func.count()).where(
-                rollout_nodes.c.rollout_id == row.id,
-                rollout_nodes.c.node_id.in_(stale_ids),
-                rollout_nodes.c.wave == row.wave,
-                rollout_nodes.c.status == "pending",
+            connection.execute(
+                select(nodes.c.id)
+                .where(nodes.c.state == "stale")
+                .order_by(nodes.c.state, nodes.c.name)
+                .limit(STALE_SCANNED)
             )
-        ).scalar()
+            .scalars()
+            .all()
+        )
+        if not stale_ids:
+            return {}
+        # The ids as a list and nothing else in the condition: each is one primary-key lookup
+        # (with the wave and status too, SQLite walks the whole wave's index range instead).
+        found = connection.execute(
+            select(rollout_nodes.c.wave, rollout_nodes.c.status).where(
+                rollout_nodes.c.rollout_id == row.id, rollout_nodes.c.node_id.in_(stale_ids)
+            )
+        ).all()
+        n = sum(1 for wave, status in found if wave == row.wave and status == "pending")
         return {row.wave: n} if n else {}
 
     def check_gates(self, rollout_id: int, now: int) -> list[dict]:
