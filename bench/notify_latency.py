@@ -92,17 +92,10 @@ def idle_cpu(pid, seconds) -> tuple[float, float]:
     return used * 1000, 100 * used / (time.monotonic() - wall)
 
 
-def main():
-    parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
-    parser.add_argument("--interval", type=float, default=0.5)
-    parser.add_argument("--changes", type=int, default=100)
-    parser.add_argument("--idle-seconds", type=float, default=30.0)
-    parser.add_argument("--sensor-pause", type=float, default=0.01)
-    args = parser.parse_args()
-
+def sensor_database(folder: Path):
+    """Create a sensor database in ``folder`` with one change made; return (path, store)."""
     from webapp.core.store import PipelineStore
 
-    folder = Path(tempfile.mkdtemp(prefix="notify-bench-"))
     db = folder / "sensor_data.db"
     conn = sqlite3.connect(db)
     conn.execute(SENSOR_SCHEMA)
@@ -110,23 +103,35 @@ def main():
     conn.close()
     store = PipelineStore(db, write_timeout=10)
     store.set("raw", updated_by="bench", reason="start")  # WAL, table and indexes in place
+    return db, store
 
-    server, arrivals = receiver()
-    url = f"http://127.0.0.1:{server.server_port}/hook"
+
+def print_idle_cpu(seconds: float, busy_cpu, quiet_cpu) -> None:
+    """Print the idle CPU table: with the sensor writer committing, then with nothing writing."""
+    print("| notifier idle for | CPU ms used | % of one core |")
+    print("|---|---:|---:|")
+    for what, (used_ms, percent) in [
+        ("sensor writer committing", busy_cpu),
+        ("nothing writing", quiet_cpu),
+    ]:
+        print(f"| {seconds:g} s, {what} | {used_ms:.0f} | {percent:.2f} |")
+    print(f"(CPU time from /proc/PID/stat, in ticks of {1000 / os.sysconf('SC_CLK_TCK'):g} ms)")
+
+
+def measure(db, store, args, notifier_args, env, ready, arrival):
+    """Run ``pipeline-manager --db DB notify NOTIFIER_ARGS`` (ready once a log line holds
+    ``ready``) beside a sensor writer; make ``args.changes`` changes at random phases of
+    ``args.interval``, each timed from its commit to ``arrival(change)`` (a monotonic time);
+    then read the notifier's idle CPU with and without the writer. Return (the ended notifier,
+    latencies in ms, busy CPU, quiet CPU, load average before)."""
     script = Path(sys.executable).parent / "pipeline-manager"
-    env = {key: value for key, value in os.environ.items() if not key.startswith("PIPELINE_")}
     notifier = subprocess.Popen(
-        [script, "--db", db, "notify", "--webhook", url, "--interval", str(args.interval)],
-        env=env,
-        stderr=subprocess.PIPE,
-        text=True,
+        [script, "--db", db, "notify", *notifier_args], env=env, stderr=subprocess.PIPE, text=True
     )
-    for line in notifier.stderr:  # ready once it says it is watching
-        if " watching " in line:
+    for line in notifier.stderr:
+        if ready in line:
             break
-    log = []
-    threading.Thread(target=lambda: log.extend(notifier.stderr), daemon=True).start()
-
+    threading.Thread(target=lambda: list(notifier.stderr), daemon=True).start()  # drain it
     stop_sensor = multiprocessing.Event()
     sensor = multiprocessing.Process(
         target=sensor_writer, args=(db, args.sensor_pause, stop_sensor)
@@ -140,9 +145,7 @@ def main():
             last = rng.choice([t for t in TYPES if t != last])
             change = store.set(last, updated_by="bench", reason="latency").change
             committed = time.monotonic()
-            arrived, change_id = arrivals.get(timeout=30)
-            assert change_id == change.id, (change_id, change.id)
-            latencies.append((arrived - committed) * 1000)
+            latencies.append((arrival(change) - committed) * 1000)
         busy_cpu = idle_cpu(notifier.pid, args.idle_seconds)
         stop_sensor.set()
         sensor.join()
@@ -151,6 +154,35 @@ def main():
         stop_sensor.set()
         notifier.terminate()
         notifier.wait(30)
+    return notifier, latencies, busy_cpu, quiet_cpu, load_before
+
+
+def main():
+    parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
+    parser.add_argument("--interval", type=float, default=0.5)
+    parser.add_argument("--changes", type=int, default=100)
+    parser.add_argument("--idle-seconds", type=float, default=30.0)
+    parser.add_argument("--sensor-pause", type=float, default=0.01)
+    args = parser.parse_args()
+
+    folder = Path(tempfile.mkdtemp(prefix="notify-bench-"))
+    db, store = sensor_database(folder)
+
+    server, arrivals = receiver()
+    url = f"http://127.0.0.1:{server.server_port}/hook"
+    env = {key: value for key, value in os.environ.items() if not key.startswith("PIPELINE_")}
+    notifier_args = ["--webhook", url, "--interval", str(args.interval)]
+
+    def arrival(change):
+        arrived, change_id = arrivals.get(timeout=30)
+        assert change_id == change.id, (change_id, change.id)
+        return arrived
+
+    try:
+        notifier, latencies, busy_cpu, quiet_cpu, load_before = measure(
+            db, store, args, notifier_args, env, " watching ", arrival
+        )
+    finally:
         server.shutdown()
     load_after = os.getloadavg()[0]
 
@@ -172,14 +204,7 @@ def main():
         f"{percentile(latencies, 0.9):.0f} | {p99:.0f} | {max(latencies):.0f} |"
     )
     print()
-    print("| notifier idle for | CPU ms used | % of one core |")
-    print("|---|---:|---:|")
-    for what, (used_ms, percent) in [
-        ("sensor writer committing", busy_cpu),
-        ("nothing writing", quiet_cpu),
-    ]:
-        print(f"| {args.idle_seconds:g} s, {what} | {used_ms:.0f} | {percent:.2f} |")
-    print(f"(CPU time from /proc/PID/stat, in ticks of {1000 / os.sysconf('SC_CLK_TCK'):g} ms)")
+    print_idle_cpu(args.idle_seconds, busy_cpu, quiet_cpu)
     print()
     verdict = "met" if p50 <= target_ms else "MISSED"
     print(f"p50 {p50:.0f} ms (target <= {target_ms:.0f} ms): {verdict}")

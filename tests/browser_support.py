@@ -12,7 +12,11 @@ import shutil
 from contextlib import contextmanager
 
 import bcrypt
-from live import LiveServer
+import pytest
+from live import ROOT, LiveServer
+
+SCREENSHOTS = ROOT / "docs" / "screenshots"
+STEP_MS = 10_000  # a page load or a form post
 
 CHROMIUM = "/usr/bin/chromium"
 MISSING_CHROMIUM = "Debian's chromium not found: apt-get install -y chromium"
@@ -97,6 +101,47 @@ def find_chromium() -> str | None:
     if found:
         return found
     return CHROMIUM if os.access(CHROMIUM, os.X_OK) else None
+
+
+def browser_test(test):
+    """Mark a test as a (slow) browser test."""
+    return pytest.mark.slow(pytest.mark.browser(test))
+
+
+@contextmanager
+def launch_chromium():
+    """Yield Debian's Chromium under Playwright (the test is skipped when it is not installed)."""
+    from playwright.sync_api import expect, sync_playwright
+
+    executable = find_chromium()
+    if executable is None:
+        pytest.skip(MISSING_CHROMIUM)
+    expect.set_options(timeout=STEP_MS)  # Playwright's 5 s default is short on a loaded CI runner
+    with sync_playwright() as playwright:
+        browser = playwright.chromium.launch(
+            executable_path=executable, headless=True, args=CHROMIUM_ARGS
+        )
+        try:
+            yield browser
+        finally:
+            browser.close()
+
+
+def save_screenshot(page, name):
+    """Write docs/screenshots/NAME.png (full page, at the page's width) when SAVE_SCREENSHOTS=1."""
+    if os.environ.get("SAVE_SCREENSHOTS") == "1":
+        SCREENSHOTS.mkdir(parents=True, exist_ok=True)
+        # caret="initial": hiding the caret leaves style="" on inputs, which htmx's settle step
+        # then copies onto swapped-in elements, a CSP violation of the harness's own making.
+        page.screenshot(
+            path=SCREENSHOTS / f"{name}.png", full_page=True, animations="disabled", caret="initial"
+        )
+
+
+def expect_no_sideways_scroll(page, what):
+    """The page is no wider than the window (measured in the page, asserted here)."""
+    report = page.evaluate(OVERFLOW_REPORT)
+    assert report["scrollWidth"] <= report["innerWidth"], (what, report)
 
 
 def write_users_file(path, accounts: dict) -> None:

@@ -8,7 +8,9 @@ import pytest
 from webapp import create_app
 from webapp.core.store import PipelineStore
 
-pytest_plugins = ["pytester"]  # tests/live/test_browser.py checks the CI hook below in a sub-run
+# pytester: tests/live/test_browser.py checks the CI hook below in a sub-run; fleetfixtures: the
+# fleet suite's fixtures (both store backends), shared by tests/fleet/ and tests/live/.
+pytest_plugins = ["pytester", "fleetfixtures"]
 
 SENSOR_SCHEMA = (
     "CREATE TABLE sensor_readings (id INTEGER PRIMARY KEY AUTOINCREMENT, "
@@ -125,3 +127,12 @@ def checkpoint(path):
     conn = sqlite3.connect(path)
     conn.execute("PRAGMA wal_checkpoint(TRUNCATE)")
     conn.close()
+
+
+@pytest.fixture(scope="module")
+def chromium():
+    """Debian's Chromium under Playwright, shared by a module (skipped when not installed)."""
+    from browser_support import launch_chromium
+
+    with launch_chromium() as browser:
+        yield browser

@@ -32,6 +32,8 @@ def free_port() -> int:
 class LiveServer:
     """Start ``gunicorn -c gunicorn.conf.py 'webapp:create_app()'`` exactly as the image does."""
 
+    app_spec = GUNICORN_ARGS[-1]  # the fleet centre's tests serve 'webapp.fleet:create_app()'
+
     def __init__(self, db_path, *, workers=2, env=None, log_path=None):
         self.port = free_port()
         self.url = f"http://127.0.0.1:{self.port}"
@@ -52,7 +54,7 @@ class LiveServer:
     def start(self, timeout=30.0):
         with self.log_path.open("wb") as log:  # the child keeps its own copy of the descriptor
             self.process = subprocess.Popen(
-                [sys.executable, *GUNICORN_ARGS],
+                [sys.executable, *GUNICORN_ARGS[:-1], self.app_spec],
                 cwd=ROOT,
                 env=self.env,
                 stdout=log,

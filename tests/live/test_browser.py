@@ -11,7 +11,6 @@ Element ids and attributes follow the dashboard's DOM contract (``#current``, ``
 """
 
 import json
-import os
 import re
 import sqlite3
 import subprocess
@@ -24,20 +23,20 @@ from urllib.parse import parse_qs, urlsplit
 
 import pytest
 from browser_support import (
-    CHROMIUM_ARGS,
-    MISSING_CHROMIUM,
-    OVERFLOW_REPORT,
     SERVER_DOWN,
+    STEP_MS,
     BrowserProblems,
     BrowserServer,
     answered,
-    find_chromium,
+    browser_test,
+    expect_no_sideways_scroll,
     http_status,
+    save_screenshot,
     write_users_file,
 )
 from conftest import make_sensor_db
 from live import ROOT
-from playwright.sync_api import expect, sync_playwright
+from playwright.sync_api import expect
 
 from webapp.core.pipelines import PIPELINE_TYPES
 from webapp.core.store import PipelineStore
@@ -47,37 +46,15 @@ POLL_SECONDS = 1.0
 # "Appears within one poll interval": one interval, plus a margin for the request, the swap and a
 # busy CI machine. Measured from the moment the other process's write has returned.
 WITHIN_ONE_POLL_MS = int((POLL_SECONDS + 2.5) * 1000)
-STEP_MS = 10_000  # a page load or a form post
 LONG_NAME = "operator." + "x" * 110  # no space to wrap at: the layout must still hold
 OPERATORS = {"alice": "alice-secret-1", "bob": "bob-secret-2", LONG_NAME: "long-secret-3"}
 VIEWPORT = {"width": 1280, "height": 900}
 PHONE = {"width": 390, "height": 844}
 WRITE_TIMEOUT = 1.0  # seconds a write waits for a held lock: the busy test holds one
-SCREENSHOTS = ROOT / "docs" / "screenshots"
 REASON = "Requested by the <north> site team (ticket OPS-42)"  # markup must stay text
 
 
-def browser_test(test):
-    """Mark a test as a (slow) browser test."""
-    return pytest.mark.slow(pytest.mark.browser(test))
-
-
-# -- fixtures ----------------------------------------------------------------------------------
-
-
-@pytest.fixture(scope="module")
-def chromium():
-    """Debian's Chromium under Playwright, shared by the module (skipped when not installed)."""
-    executable = find_chromium()
-    if executable is None:
-        pytest.skip(MISSING_CHROMIUM)
-    expect.set_options(timeout=STEP_MS)  # Playwright's 5 s default is short on a loaded CI runner
-    with sync_playwright() as playwright:
-        browser = playwright.chromium.launch(
-            executable_path=executable, headless=True, args=CHROMIUM_ARGS
-        )
-        yield browser
-        browser.close()
+# -- fixtures (chromium: tests/conftest.py) -------------------------------------------------
 
 
 def make_server(directory: Path) -> BrowserServer:
@@ -183,17 +160,6 @@ def remaining_ms(deadline):
     return max(1, int((deadline - time.monotonic()) * 1000))
 
 
-def save_screenshot(page, name):
-    """Write docs/screenshots/NAME.png (full page, at the page's width) when SAVE_SCREENSHOTS=1."""
-    if os.environ.get("SAVE_SCREENSHOTS") == "1":
-        SCREENSHOTS.mkdir(parents=True, exist_ok=True)
-        # caret="initial": hiding the caret leaves style="" on inputs, which htmx's settle step
-        # then copies onto swapped-in elements, a CSP violation of the harness's own making.
-        page.screenshot(
-            path=SCREENSHOTS / f"{name}.png", full_page=True, animations="disabled", caret="initial"
-        )
-
-
 def review(page, pipeline_type, reason):
     """Fill the change form and press "Review change"; return the confirmation form."""
     form = page.locator("form#change-form")
@@ -228,12 +194,6 @@ def write_lock_held(server):
     finally:
         conn.execute("ROLLBACK")
         conn.close()
-
-
-def expect_no_sideways_scroll(page, what):
-    """The page is no wider than the window (measured in the page, asserted here)."""
-    report = page.evaluate(OVERFLOW_REPORT)
-    assert report["scrollWidth"] <= report["innerWidth"], (what, report)
 
 
 # -- tests -------------------------------------------------------------------------------------

@@ -716,7 +716,7 @@ def insert_rows(db_path, rows, table_sql=None):
 def test_timeline_geometry_from_changes_at_known_times(db_path, store):
     from datetime import UTC, datetime, timedelta
 
-    from webapp.node.timeline import timelines
+    from webapp.core.timeline import timelines
 
     store.initialize()
     now = datetime(2026, 11, 25, 12, 0, tzinfo=UTC)

@@ -27,6 +27,7 @@ from webapp.cli.support import (
     default_operator,
     describe,
     echo_json,
+    fleet_options,
     interval_option,
     open_store,
     reports_errors,
@@ -269,20 +270,33 @@ def monitor_command(ctx, interval, count, as_json):
     metavar="SECONDS",
     help="Longest wait, in seconds, between two attempts to post one change.",
 )
+@fleet_options
 @click.pass_context
 @reports_errors
 def notify_command(
-    ctx, webhook_urls, interval, state_path, from_id, metrics_port, metrics_file, max_backoff
+    ctx,
+    webhook_urls,
+    interval,
+    state_path,
+    from_id,
+    metrics_port,
+    metrics_file,
+    max_backoff,
+    **fleet,
 ):
-    """Post every pipeline change to webhooks, in order, at least once (SIGTERM stops).
+    """Post every pipeline change to webhooks, and report to a fleet centre, in order, at least
+    once (SIGTERM stops).
 
     \b
-    Example:
+    Examples:
       pipeline-manager --db /data/sensor_data.db notify --webhook https://hooks.example.org/x
+      PIPELINE_FLEET_KEY_FILE=/run/secrets/fleet-key pipeline-manager --db /data/sensor_data.db \\
+        notify --fleet https://fleet.example.org --node edge-001 --label region=eu
     """
     # Imported here: the other commands start fast on small boards without them.
     from webapp.core.config import webhook_secret
     from webapp.core.files import check_replaceable
+    from webapp.notify.fleet import fleet_target
     from webapp.notify.notifier import Notifier, check_from_id
     from webapp.notify.service import logging_to_stderr, serve
     from webapp.notify.signing import check_key
@@ -293,6 +307,7 @@ def notify_command(
     hooks = parse_webhooks(webhook_urls or split_setting(config.get("WEBHOOKS")))
     secret = webhook_secret(config)
     check_key(hooks, secret)
+    fleet = fleet_target(config, **fleet)
     # Usable now, before a state, lock or metrics file is made (each thread opens its own).
     with open_store(ctx) as store:
         newest, database = store.current().version, store.path
@@ -308,6 +323,7 @@ def notify_command(
         interval=interval,
         from_id=from_id,
         max_backoff=max_backoff,
+        fleet=fleet,
     )
     with logging_to_stderr():
         serve(notifier, metrics_port=metrics_port, metrics_file=metrics_file)

@@ -169,6 +169,41 @@ def interval_option(help_text: str):
     )
 
 
+def fleet_options(command):
+    """``notify``'s fleet target: ``--fleet``, ``--node``, ``--label``, ``--heartbeat``,
+    ``--accept-rollouts`` (checked by webapp.notify.fleet, whose errors name them)."""
+    options = [
+        click.option(
+            "--fleet",
+            "url",
+            metavar="URL",
+            help="Report this node to the fleet centre at URL (signed with PIPELINE_FLEET_KEY "
+            "or _FILE). Default: $PIPELINE_FLEET_URL.",
+        ),
+        click.option("--node", metavar="NAME", help="This node's name. Default: host name."),
+        click.option(
+            "--label",
+            "labels",
+            multiple=True,
+            metavar="KEY=VALUE",
+            help="A label of this node (repeatable). Default: $PIPELINE_NODE_LABELS.",
+        ),
+        click.option(
+            "--heartbeat",
+            metavar="SECONDS",
+            help="Seconds between reports while nothing changes (5-86400). Default: 60.",
+        ),
+        click.option(
+            "--accept-rollouts",
+            is_flag=True,
+            help="Apply what a fleet rollout asks for (in the centre's signed answer).",
+        ),
+    ]
+    for option in reversed(options):
+        command = option(command)
+    return command
+
+
 def open_store(ctx, *, write=False) -> PipelineStore:
     """Open the store on ``--db``, else ``PIPELINE_DB``; writes never guess a database."""
     config = settings(ctx)

@@ -60,7 +60,7 @@ class ChangeStore(Protocol):
         """What readiness reports: journal mode, whether the table exists."""
 
     def set(self, pipeline_type, *, updated_by, reason=None, source="cli", expect_id=None,
-            reverts_to=None) -> SetResult:  # fmt: skip
+            reverts_to=None, rollout=None) -> SetResult:  # fmt: skip
         """Make ``pipeline_type`` current once (no-op when it is; conflict on a stale base)."""
 
     def revert(self, to_id, *, updated_by, reason=None, source="web", expect_id=None) -> SetResult:

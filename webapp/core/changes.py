@@ -12,7 +12,7 @@ from webapp.core.errors import ConflictError, InvalidInput
 from webapp.core.pipelines import DEFAULT_PIPELINE, PIPELINE_TYPES, validate_type
 from webapp.core.text import MAX_NAME, MAX_REASON, clean_text
 
-SOURCES = ("cli", "web", "api")
+SOURCES = ("cli", "web", "api", "fleet")  # fleet: a rollout the node applied (issue 18)
 UNMANAGED = "not a type this tool manages"
 MAX_METADATA_DEPTH = 32  # deeper JSON from another tool is kept as text, never walked
 
@@ -108,6 +108,7 @@ class ChangeRequest(NamedTuple):
     source: str
     expect_id: int | None
     reverts_to: int | None = None
+    rollout: int | None = None  # the fleet rollout that asked for it
 
 
 def request_change(
@@ -119,6 +120,7 @@ def request_change(
     expect_id=None,
     reverts_to=None,
     require_reason=False,
+    rollout=None,
 ) -> ChangeRequest:
     """Check every input of a change; raise :class:`InvalidInput` naming the first bad one."""
     pipeline_type = validate_type(pipeline_type)
@@ -130,7 +132,7 @@ def request_change(
         isinstance(expect_id, bool) or not isinstance(expect_id, int) or expect_id < 0
     ):
         raise InvalidInput(f"expected id must be a whole number ≥ 0 (got {expect_id!r})")
-    return ChangeRequest(pipeline_type, updated_by, reason, source, expect_id, reverts_to)
+    return ChangeRequest(pipeline_type, updated_by, reason, source, expect_id, reverts_to, rollout)
 
 
 def must_insert(request: ChangeRequest, current: Change) -> bool:
@@ -169,6 +171,8 @@ def new_metadata(request: ChangeRequest, current: Change, clock: datetime, stamp
     }
     if request.reverts_to is not None:
         metadata["reverts_to"] = request.reverts_to
+    if request.rollout is not None:
+        metadata["rollout"] = request.rollout
     if stamp != clock.replace(microsecond=clock.microsecond // 1000 * 1000):
         metadata["clock"] = timefmt.iso(clock)
     return metadata

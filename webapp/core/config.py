@@ -10,6 +10,7 @@ import stat
 from collections import namedtuple
 
 from webapp.core.errors import InvalidInput
+from webapp.core.fleet_settings import FLEET_SETTINGS
 from webapp.core.pipelines import bucket_map
 from webapp.core.text import whole_number
 
@@ -202,6 +203,7 @@ SETTINGS = (
         "float",
         "Seconds gunicorn lets in-flight requests finish after SIGTERM.",
     ),
+    *(Setting(*fields) for fields in FLEET_SETTINGS),
 )
 
 _TRUE = {"1", "true", "yes", "on"}
@@ -209,7 +211,13 @@ _FALSE = {"0", "false", "no", "off", ""}
 
 
 # Whole-number kinds and the values they allow.
-WHOLE_NUMBERS = {"int": (1, 256), "count": (0, 16), "minutes": (1, 10080), "hours": (1, 720)}
+WHOLE_NUMBERS = {
+    "int": (1, 256),
+    "rate": (1, 100_000),
+    "count": (0, 16),
+    "minutes": (1, 10080),
+    "hours": (1, 720),
+}
 
 
 def _convert(setting: Setting, raw: str):
@@ -295,6 +303,15 @@ def webhook_secret(config) -> str | None:
         return config["WEBHOOK_SECRET"]
     if config.get("WEBHOOK_SECRET_FILE"):
         return read_secret_file(config["WEBHOOK_SECRET_FILE"], "PIPELINE_WEBHOOK_SECRET_FILE")
+    return None
+
+
+def fleet_secret(config) -> str | None:
+    """Return the fleet secret node keys derive from: ``PIPELINE_FLEET_SECRET``, else its file."""
+    if config.get("FLEET_SECRET"):
+        return config["FLEET_SECRET"]
+    if config.get("FLEET_SECRET_FILE"):
+        return read_secret_file(config["FLEET_SECRET_FILE"], "PIPELINE_FLEET_SECRET_FILE")
     return None
 
 

@@ -225,20 +225,13 @@ class PipelineStore(BoundedReads):
 
     # -- writes ----------------------------------------------------------------------------
 
-    def set(
-        self,
-        pipeline_type,
-        *,
-        updated_by,
-        reason=None,
-        source="cli",
-        expect_id=None,
-        reverts_to=None,
-    ) -> SetResult:
+    def set(self, pipeline_type, *, updated_by, reason=None, source="cli", expect_id=None,
+            reverts_to=None, rollout=None) -> SetResult:  # fmt: skip
         """Make ``pipeline_type`` current, once; a no-op when it already is.
 
         With ``expect_id``, refuse (:class:`ConflictError`) unless the newest change still has
-        that id (0 = never set). Metadata records reason, previous type and source.
+        that id (0 = never set). Metadata records reason, previous type and source (and the
+        change reverted to, or the fleet rollout that asked for it).
         """
         request = request_change(
             pipeline_type,
@@ -248,6 +241,7 @@ class PipelineStore(BoundedReads):
             expect_id=expect_id,
             reverts_to=reverts_to,
             require_reason=self.require_reason,
+            rollout=rollout,
         )
         # Before anything is written (even the switch to WAL): a type this table refuses.
         validate_type(request.pipeline_type, self.accepted_types())

@@ -99,11 +99,13 @@ class Feed:
     def __init__(self, newest: int):
         self.newest = newest
         self.closed = False
+        self.ticks = 0  # how many times news was published (a new id, or the database's state)
         self._news = threading.Condition()
 
     def publish(self, newest: int) -> None:
         with self._news:
             self.newest = newest
+            self.ticks += 1
             self._news.notify_all()
 
     def close(self) -> None:
@@ -117,3 +119,10 @@ class Feed:
         with self._news:
             self._news.wait_for(lambda: self.closed or self.newest != cursor)
             return None if self.closed else self.newest
+
+    def wait_news(self, seen: int, timeout: float) -> int | None:
+        """Return ``ticks`` once it is past ``seen``, or after ``timeout`` seconds; None once
+        closed."""
+        with self._news:
+            self._news.wait_for(lambda: self.closed or self.ticks != seen, timeout)
+            return None if self.closed else self.ticks

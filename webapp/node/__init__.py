@@ -1,5 +1,5 @@
 """The node's dashboard app: its factory, pages (dashboard, history, change and revert), JSON API,
-probes and metrics, forms and timeline.
+probes and metrics, forms.
 
 The top of the layer order: may import ``webapp.web`` and everything below it.
 """

@@ -4,24 +4,22 @@ Records are the CLI's JSON (``Change.to_dict()``). Errors are ``{"error": messag
 status README lists. The API never reads the session cookie, which is why it needs no CSRF token.
 """
 
-import json
-
 from flask import Blueprint, current_app, jsonify, request
-from werkzeug.exceptions import HTTPException
 
-from webapp.core.errors import ConflictError, InvalidInput, PipelineError
+from webapp.core.errors import ConflictError, InvalidInput
 from webapp.core.text import MAX_ID, MAX_REASON, clean_text, whole_number
 from webapp.node.db import get_store
-from webapp.web.password_check import check_password
+from webapp.web.jsonapi import (
+    answer_errors_as_json,
+    basic_operator,
+    register_http_errors,
+    require_basic_to_read,
+)
 
 bp = Blueprint("api", __name__, url_prefix="/api")
+answer_errors_as_json(bp)
 
 MAX_LIMIT = 500
-REALM = 'Basic realm="Pipeline Manager", charset="UTF-8"'
-
-
-class Unauthorized(PipelineError):
-    http_status = 401
 
 
 class PreconditionFailed(ConflictError):
@@ -32,26 +30,7 @@ def etag(change) -> str:
     return f'"{change.version}"'
 
 
-def basic_operator() -> str:
-    """Return the operator named by valid Basic credentials, else raise Unauthorized.
-
-    Limited like the login form (429 before any hashing, see throttle.py).
-    """
-    from webapp.accounts import users
-
-    auth = request.authorization
-    if auth is None or auth.type != "basic" or not auth.username:
-        raise Unauthorized("authentication required: HTTP Basic with an operator account")
-    if not check_password(auth.username, auth.password or "", users.verify_cached):
-        raise Unauthorized("unknown operator or wrong password")
-    return auth.username
-
-
-@bp.before_request
-def require_login_to_read():
-    """Require Basic credentials for reads too when PIPELINE_READ_REQUIRES_LOGIN=1."""
-    if current_app.config.get("READ_REQUIRES_LOGIN") and request.method in ("GET", "HEAD"):
-        basic_operator()
+bp.before_request(require_basic_to_read)
 
 
 @bp.get("/pipeline")
@@ -138,33 +117,6 @@ def set_pipeline():
     return response
 
 
-@bp.errorhandler(PipelineError)
-def api_error(error: PipelineError):
-    """Answer an error as JSON with its status (401 also names the auth scheme)."""
-    body = {"error": str(error)}
-    if isinstance(error, ConflictError) and error.current is not None:
-        body["current"] = error.current.to_dict()
-    response = jsonify(body)
-    response.status_code = error.http_status
-    if error.http_status == 401:
-        response.headers["WWW-Authenticate"] = REALM
-    if getattr(error, "retry_after", None):
-        response.headers["Retry-After"] = str(error.retry_after)
-    return response
-
-
-@bp.errorhandler(400)  # found before the app's HTML handler for 400
-def http_error(error: HTTPException):
-    """Answer HTTP errors under /api/ as JSON (404, 405, 413...); pages keep their own."""
-    if not request.path.startswith(bp.url_prefix + "/"):
-        return error
-    response = error.get_response()
-    response.data = json.dumps({"error": error.description or error.name})
-    response.mimetype = "application/json"
-    return response
-
-
 def init_app(app) -> None:
+    register_http_errors(app)
     app.register_blueprint(bp)
-    # Routing errors (404, 405) belong to no blueprint: the app's handler tells /api/ apart.
-    app.register_error_handler(HTTPException, http_error)

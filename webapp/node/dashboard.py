@@ -8,8 +8,8 @@ import htmx_flask
 from flask import Blueprint, current_app, render_template, url_for
 
 from webapp.node.db import get_store
-from webapp.node.inputs import query_number
-from webapp.web.render import render, wants_fragment
+from webapp.web.inputs import query_number
+from webapp.web.render import render, set_navigation, wants_fragment
 
 bp = Blueprint("dashboard", __name__)
 
@@ -18,7 +18,7 @@ RECENT = 10
 
 def live_context(store, announce=None) -> dict:
     """Return what the live fragments (current, buckets, recent, timeline) show."""
-    from webapp.node.timeline import timelines
+    from webapp.core.timeline import timelines
 
     current = store.current()
     return {
@@ -97,7 +97,7 @@ def poll():
 @bp.get("/timeline")
 def timeline():
     """Show which pipeline was active over the last hour, 24 hours and 7 days."""
-    from webapp.node.timeline import timelines
+    from webapp.core.timeline import timelines
 
     store = get_store()
     current = store.current()
@@ -108,3 +108,5 @@ def timeline():
 
 def init_app(app) -> None:
     app.register_blueprint(bp)
+    links = (("dashboard.index", "Dashboard"), ("history.index", "History"))
+    set_navigation(app, "Pipeline Manager", (*links, ("dashboard.timeline", "Timeline")))

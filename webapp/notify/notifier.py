@@ -10,7 +10,6 @@ database. No Flask.
 """
 
 import itertools
-import logging
 import os
 import threading
 import time
@@ -19,22 +18,11 @@ from dataclasses import dataclass
 from webapp.core.errors import InvalidInput, PipelineError
 from webapp.core.watch import BATCH, Feed, Watcher
 from webapp.notify import webhooks
+from webapp.notify.reporter import FleetReporter
+from webapp.notify.targets import LOG, StopRequested, Target, WebhookStats, elapsed_ms, retrying
 
-LOG = logging.getLogger("pipeline.notify")
+__all__ = ["LOG", "Notifier", "Snapshot", "StopRequested", "WebhookStats"]
 READ_BATCH = 100  # changes read per statement by a delivery thread
-
-
-class StopRequested(BaseException):
-    """SIGTERM or SIGINT: finish the attempt in flight, then exit 0."""
-
-
-@dataclass(frozen=True)
-class WebhookStats:
-    label: str
-    acknowledged: int
-    delivered: int
-    failed: int
-    last_delivery: float | None
 
 
 @dataclass(frozen=True)
@@ -47,33 +35,14 @@ class Snapshot:
     webhooks: tuple
 
 
-class Delivery(threading.Thread):
+class Delivery(Target):
     """Post one webhook's changes in id order, each until a 2xx; its own cursor and connection."""
 
     def __init__(self, notifier, webhook, cursor: int):
-        super().__init__(name=f"notify {webhook.label}", daemon=True)
-        self.notifier = notifier
+        super().__init__(notifier, webhook.label, cursor)
         self.webhook = webhook
-        self.cursor = cursor
-        self.delivered = 0
-        self.failed = 0
-        self.last_delivery = None
-        self.crashed = None
 
-    def stats(self) -> WebhookStats:
-        return WebhookStats(
-            self.webhook.label, self.cursor, self.delivered, self.failed, self.last_delivery
-        )
-
-    def run(self) -> None:
-        try:
-            with self.notifier.open_store() as store:
-                self._follow(store)
-        except BaseException as error:  # a bug: the watch loop sees it and ends the process
-            self.crashed = error
-            LOG.exception("%s: delivery stopped by an internal error", self.webhook.label)
-
-    def _follow(self, store) -> None:
+    def follow(self, store) -> None:
         label, problem = self.webhook.label, None
         while True:
             newest = self.notifier.feed.wait_past(self.cursor)
@@ -112,8 +81,6 @@ class Delivery(threading.Thread):
 
     def _deliver(self, change, previous) -> bool:
         """Post ``change`` until a 2xx; False if the notifier stops first."""
-        import tenacity
-
         notifier, label = self.notifier, self.webhook.label
         body = webhooks.payload(change, previous)
         numbers = itertools.count(1)
@@ -127,10 +94,9 @@ class Delivery(threading.Thread):
             status = webhooks.post(self.webhook, body, headers, notifier.timeout)
             self.delivered += 1
             self.last_delivery = time.time()
-            elapsed = (time.monotonic() - started) * 1000
             LOG.info(
                 "%s: change #%d delivered (HTTP %d in %.0f ms, attempt %d)",
-                *(label, change.id, status, elapsed, number),
+                *(label, change.id, status, elapsed_ms(started), number),
             )
 
         def failed(retry):
@@ -145,34 +111,14 @@ class Delivery(threading.Thread):
                 retry.next_action.sleep,
             )
 
-        # "Equal jitter": the n-th wait lies between half and all of min(0.5 s * 2^(n-1), max),
-        # so receivers coming back are not hit by every notifier at once, nor hammered at 0 s.
-        half = notifier.max_backoff / 2
-        retrying = tenacity.Retrying(
-            retry=tenacity.retry_if_exception_type(webhooks.DeliveryFailed),
-            wait=tenacity.wait_exponential(multiplier=0.25, max=half)
-            + tenacity.wait_random_exponential(multiplier=0.25, max=half),
-            before_sleep=failed,
-            sleep=notifier.stopping.wait,  # a stop cuts the wait short; attempt() then ends it
-            reraise=True,
-        )  # no stop condition: later changes wait behind this one, however long it takes
         try:
-            retrying(attempt)
+            retrying(notifier, failed)(attempt)
         except StopRequested:
             return False
         return True
 
     def _done(self, change_id: int) -> None:
-        self.cursor = change_id
-        self.notifier.changed()
-        try:
-            self.notifier.state.record(self.webhook.key, self.webhook.label, change_id)
-        except OSError as error:
-            LOG.error(
-                "%s: cannot save the state file %s (%s); after a restart, changes delivered "
-                "since the last save would be posted again",
-                *(self.webhook.label, self.notifier.state.path, error.strerror or error),
-            )
+        self.save(self.webhook.key, change_id)
 
 
 def check_from_id(from_id, newest: int) -> None:
@@ -182,7 +128,8 @@ def check_from_id(from_id, newest: int) -> None:
 
 
 class Notifier:
-    """Watch the database; run one :class:`Delivery` per webhook until stopped."""
+    """Watch the database; run one :class:`Delivery` per webhook (and a
+    :class:`FleetReporter` for the fleet centre) until stopped."""
 
     def __init__(
         self,
@@ -195,9 +142,11 @@ class Notifier:
         from_id=None,
         max_backoff=60.0,
         timeout=webhooks.TIMEOUT,
+        fleet=None,
     ):
         self.open_store = open_store  # a new PipelineStore: one per thread
         self.webhooks = list(hooks)
+        self.fleet = fleet  # a webapp.notify.fleet.FleetTarget, or None
         self.state = state
         self.secret = secret
         self.interval = interval
@@ -243,9 +192,11 @@ class Notifier:
                 ) from None
             LOG.info("%s: posting the changes after #%d (%s)", webhook.label, cursor, origin)
             self.deliveries.append(Delivery(self, webhook, cursor))
+        if self.fleet is not None:
+            self.deliveries.append(FleetReporter(self, self.fleet))
         for delivery in self.deliveries:
             delivery.start()
-        if not self.webhooks:
+        if not self.webhooks and self.fleet is None:
             LOG.warning(
                 "no webhook configured (--webhook URL or PIPELINE_WEBHOOKS): nothing is posted"
             )
@@ -258,15 +209,15 @@ class Notifier:
         """Check the database every ``interval`` until stopped; raise if a delivery broke."""
         while not self.stopping.is_set():
             changes = self.watcher.check()
-            self.database_up = self.watcher.problem is None
+            was_up, self.database_up = self.database_up, self.watcher.problem is None
             self.last_check = time.time()
-            if self.watcher.last_id != self.feed.newest:
-                self.feed.publish(self.watcher.last_id)
+            if self.watcher.last_id != self.feed.newest or was_up != self.database_up:
+                self.feed.publish(self.watcher.last_id)  # the fleet reports either at once
                 self.changed()
             broken = next((d for d in self.deliveries if d.crashed is not None), None)
             if broken is not None:
                 raise PipelineError(
-                    f"delivery to {broken.webhook.label} stopped by an internal error "
+                    f"delivery to {broken.label} stopped by an internal error "
                     f"({type(broken.crashed).__name__}, logged above); restart to resume"
                 )
             if self.after_check is not None:

@@ -105,13 +105,19 @@ class NotifyState:
         entry = self._entries.get(key)
         return None if entry is None else entry["acknowledged_id"]
 
-    def record(self, key: str, label: str, change_id: int) -> None:
-        """Remember that webhook ``key`` is done up to ``change_id``; save at once (OSError)."""
+    def entry(self, key: str) -> dict:
+        """Return what is saved for target ``key`` (empty if never seen)."""
+        return dict(self._entries.get(key) or {})
+
+    def record(self, key: str, label: str, change_id: int, **extra) -> None:
+        """Remember that target ``key`` is done up to ``change_id`` (with ``extra``, such as the
+        fleet report's ``seq``); save at once (OSError)."""
         with self._lock:
             self._entries[key] = {
                 "webhook": label,
                 "acknowledged_id": change_id,
                 "updated_at": iso(datetime.now(UTC)),
+                **extra,
             }
             self._save()
 
@@ -147,5 +153,10 @@ class NotifyState:
 def _valid_entry(entry) -> bool:
     if not isinstance(entry, dict):
         return False
-    value = entry.get("acknowledged_id")
+    return all(
+        _whole(entry.get(name)) for name in ("acknowledged_id", "seq") if name in entry
+    ) and ("acknowledged_id" in entry)
+
+
+def _whole(value) -> bool:
     return isinstance(value, int) and not isinstance(value, bool) and 0 <= value < 2**63

@@ -29,6 +29,7 @@ TIMEOUT = 10.0  # seconds per connect and per read: a dead receiver never holds 
 ATTEMPT_TIMEOUTS = 3
 MAX_FIELD = 300  # characters of one stored value shown in the `text` sentence
 USER_AGENT = "pipeline-manager-notify/1"
+MAX_ANSWER = 65536  # bytes of an answer read: a fleet centre's acknowledgement is far smaller
 # Every printable ASCII character is left as it is; only what http.client refuses is quoted.
 _ASCII = "".join(map(chr, range(0x21, 0x7F)))
 
@@ -49,13 +50,15 @@ class Webhook:
     signing: str = signing.PIPELINE  # how posts are signed: "pipeline" or "standard"
 
 
-def parse_webhook(url: str, position: int = 1) -> Webhook:
+def parse_webhook(url: str, position: int = 1, where: str | None = None) -> Webhook:
     """Check ``url`` (http or https, a host, no whitespace or control character); raise
-    :class:`InvalidInput` naming it by position and host only, never by its whole text."""
-    where = f"webhook {position}"
-    # ``standard+https://...`` asks for Standard Webhooks signing; the URL itself is unchanged,
-    # so its label and state key (and what was delivered) stay the same either way.
-    scheme_choice, url = signing.split_choice(url)
+    :class:`InvalidInput` naming it by position (or ``where``) and host, never by its text."""
+    scheme_choice = signing.PIPELINE
+    if where is None:
+        # ``standard+https://...`` asks for Standard Webhooks signing of a webhook's posts; the
+        # URL itself is unchanged, so its label and state key stay the same either way.
+        scheme_choice, url = signing.split_choice(url)
+    where = where or f"webhook {position}"
     bad = next((char for char in url if char.isspace() or forbidden(char)), None)
     if bad is not None:
         raise InvalidInput(f"{where}: the URL holds {describe(bad)}; remove it")
@@ -123,7 +126,7 @@ def payload(change, previous) -> bytes:
     Strict JSON in ASCII: rows from other tools may hold bytes, odd floats or lone surrogates.
     """
     record = {**change.to_dict(), "previous": previous, "text": summary(change, previous)}
-    return json.dumps(_json_safe(record), allow_nan=False, separators=(",", ":")).encode("ascii")
+    return json.dumps(json_safe(record), allow_nan=False, separators=(",", ":")).encode("ascii")
 
 
 def summary(change, previous) -> str:
@@ -156,13 +159,19 @@ def _shown(value) -> str:
     return text.replace("&", "&amp;").replace("<", "&lt;").replace(">", "&gt;")
 
 
-def _json_safe(value):
+def json_safe(value, room: int = 64):
+    """Return ``value`` as strict JSON can carry it: blobs and lone surrogates replaced, odd
+    floats as text, and containers more than ``room`` levels down replaced by a note."""
+    if isinstance(value, dict | list | tuple) and room <= 0:
+        return "(nested too deep to send)"
     if isinstance(value, dict):
-        return {str(key): _json_safe(item) for key, item in value.items()}
+        return {json_safe(str(key)): json_safe(item, room - 1) for key, item in value.items()}
     if isinstance(value, list | tuple):
-        return [_json_safe(item) for item in value]
+        return [json_safe(item, room - 1) for item in value]
     if isinstance(value, bytes):
         return value.decode("utf-8", "replace")
+    if isinstance(value, str) and not value.isascii():
+        return value.encode("utf-8", "replace").decode("utf-8")  # a lone surrogate becomes "?"
     if isinstance(value, float) and not math.isfinite(value):
         return str(value)
     if value is None or isinstance(value, str | int | float | bool):
@@ -201,8 +210,30 @@ class _NoRedirects(urllib.request.HTTPRedirectHandler):
         return None
 
 
+@dataclass(frozen=True)
+class Answer:
+    """A receiver's answer: its status, headers and (the start of) its body."""
+
+    status: int
+    headers: dict
+    body: bytes
+
+
 def post(webhook: Webhook, body: bytes, extra_headers: dict, timeout=TIMEOUT) -> int:
-    """POST ``body``; return the 2xx status, or raise :class:`DeliveryFailed` with the reason.
+    """POST ``body``; return the 2xx status, or raise :class:`DeliveryFailed` with the reason."""
+    answer = exchange(webhook, body, extra_headers, timeout)
+    if not 200 <= answer.status < 300:
+        reason = f"HTTP {answer.status}"
+        if 300 <= answer.status < 400:
+            where = host_of(answer.headers.get("location"))
+            reason += f", a redirect{' to ' + where if where else ''}: not followed (fix the URL)"
+        raise DeliveryFailed(reason)
+    return answer.status
+
+
+def exchange(webhook: Webhook, body: bytes, extra_headers: dict, timeout=TIMEOUT) -> Answer:
+    """POST ``body``; return the answer, whatever its status (headers by lower-case name), or
+    raise :class:`DeliveryFailed` when none came (refused, timed out, reset, not HTTP).
 
     ``timeout`` bounds each connect and read; the whole attempt ends after
     ``ATTEMPT_TIMEOUTS * timeout`` seconds, however the receiver paces its bytes.
@@ -210,33 +241,31 @@ def post(webhook: Webhook, body: bytes, extra_headers: dict, timeout=TIMEOUT) ->
     limit = ATTEMPT_TIMEOUTS * timeout
     with Deadline(limit) as deadline:
         try:
-            status = _post(deadline.opener(_NoRedirects), webhook, body, extra_headers, timeout)
+            answer = _exchange(deadline.opener(_NoRedirects), webhook, body, extra_headers, timeout)
         except DeliveryFailed:
             if not deadline.expired:
                 raise
-        if not deadline.expired:  # a cut answer may still parse (headers end at EOF): not 2xx
-            return status
+        if not deadline.expired:  # a cut answer may still parse (headers end at EOF)
+            return answer
     raise DeliveryFailed(f"no complete answer in {limit:g} s (the receiver is too slow)")
 
 
-def _post(opener, webhook: Webhook, body: bytes, extra_headers: dict, timeout) -> int:
+def _exchange(opener, webhook: Webhook, body: bytes, extra_headers: dict, timeout) -> Answer:
     request = urllib.request.Request(webhook.target, data=body, method="POST")
     for name, value in extra_headers.items():
         request.add_header(name, value)
     if webhook.authorization:
         request.add_header("Authorization", webhook.authorization)
     try:
-        with opener.open(request, timeout=timeout) as response:
-            response.read(65536)  # a little of the answer, so the server sees it was taken
-            return response.status
-    except urllib.error.HTTPError as error:
-        with error:
-            reason = f"HTTP {error.code}"
-            if 300 <= error.code < 400:
-                where = f" to {host_of(error.headers.get('Location'))}"
-                where = "" if where == " to " else where
-                reason += f", a redirect{where}: not followed (fix the URL)"
-            raise DeliveryFailed(reason) from None
+        try:
+            response = opener.open(request, timeout=timeout)
+        except urllib.error.HTTPError as error:  # an answer all the same
+            response = error
+        with response:
+            # A little of the answer (so the server sees it was taken); answers we read are small.
+            data = response.read(MAX_ANSWER)
+            headers = {name.lower(): value for name, value in response.headers.items()}
+            return Answer(response.status, headers, data)
     except urllib.error.URLError as error:  # refused, unknown host, TLS, connect timeout
         raise DeliveryFailed(_reason(error.reason, timeout)) from None
     except (OSError, ValueError, http.client.HTTPException) as error:  # resets, bad answers

@@ -15,6 +15,7 @@ from webapp.core.pipelines import DESCRIPTIONS
 from webapp.core.timefmt import ago, iso, utc
 
 HTMX_FILE = "htmx-2.0.11.min.js"
+NAVIGATION = "pipeline.navigation"  # app.extensions key: (brand, ((endpoint, label), ...))
 # htmx reads this from <meta name="htmx-config">: no eval, no inline styles or scripts (CSP).
 # Refusals the operator must read (400 invalid, 403, 409 conflict, 422 form errors, 503 busy)
 # are swapped in like any answer; other failures stay errors, which app.js reports as offline.
@@ -76,12 +77,20 @@ def page_globals() -> dict:
     command = f"flask --app webapp user add NAME --users-file {users_file}"
     if not config.get("USERS_FILE"):
         command += f"\nexport PIPELINE_USERS_FILE={users_file}  # then restart the dashboard"
+    brand, navigation = current_app.extensions.get(NAVIGATION, ("Pipeline Manager", ()))
     return {
+        "brand": brand,
+        "navigation": navigation,
         "descriptions": DESCRIPTIONS,
         "htmx_file": HTMX_FILE,
         "htmx_config": HTMX_CONFIG,
         "add_user_command": command,
     }
+
+
+def set_navigation(app, brand: str, links) -> None:
+    """Name ``app`` in every page's header and list its pages there: ``(endpoint, label)``."""
+    app.extensions[NAVIGATION] = (brand, tuple(links))
 
 
 def type_label(value) -> str:

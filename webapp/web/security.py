@@ -21,9 +21,11 @@ HEADERS = {
 }
 SAFE_METHODS = {"GET", "HEAD", "OPTIONS", "TRACE"}
 FORM_TYPES = {"application/x-www-form-urlencoded", "multipart/form-data"}
-# The API authenticates every request with HTTP Basic and never reads the session cookie, so a
-# forged cross-site request carries no credentials: that, and only that, exempts it from CSRF.
-CSRF_EXEMPT_BLUEPRINTS = {"api"}
+# The API authenticates every request with HTTP Basic, and the fleet centre's report endpoint
+# with the node's signature; neither reads the session cookie, so a forged cross-site request
+# carries no credentials: that, and only that, exempts them from CSRF (and from the sign-in
+# redirect of PIPELINE_READ_REQUIRES_LOGIN: they answer for themselves).
+CSRF_EXEMPT_BLUEPRINTS = {"api", "fleet_report", "fleet_rollouts_api"}
 
 
 class SessionInterface(SecureCookieSessionInterface):
@@ -31,6 +33,13 @@ class SessionInterface(SecureCookieSessionInterface):
 
     def get_cookie_secure(self, app) -> bool:
         return bool(app.config["SESSION_COOKIE_SECURE"]) or request.is_secure
+
+    def open_session(self, app, request):
+        """Skip building the cookie signer when the request has no session cookie: API calls
+        and signed fleet reports never carry one (a third of a report's Flask overhead)."""
+        if app.secret_key and not request.cookies.get(self.get_cookie_name(app)):
+            return self.session_class()
+        return super().open_session(app, request)
 
 
 def add_headers(response):

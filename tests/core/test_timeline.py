@@ -1,8 +1,8 @@
-"""Timeline geometry (webapp/timeline.py): bounded work, nothing drawn that cannot be seen."""
+"""Timeline geometry (webapp/core/timeline.py): bounded work, nothing drawn that cannot be seen."""
 
 from datetime import UTC, datetime
 
-from webapp.node.timeline import MAX_CHANGES, timelines
+from webapp.core.timeline import MAX_CHANGES, timelines
 
 
 def test_changes_in_one_moment_draw_only_what_can_be_seen(store):

@@ -1,0 +1,105 @@
+"""What a node list may be filtered by, read from a query string (the API's and the pages' alike).
+
+``NodeFilter.from_args(request.args)`` checks every value and raises ``InvalidInput`` with one
+line (HTTP 400) for a bad one. No Flask, no SQL: the store turns a filter into a query.
+"""
+
+import re
+from dataclasses import dataclass, field
+
+from webapp.core.errors import InvalidInput
+from webapp.core.text import clean_text
+
+from .rollouts.tables import SYNC_STATES
+from .schema import STATES
+
+LABEL_KEY = re.compile(r"[a-z0-9][a-z0-9_.-]{0,62}\Z")
+MAX_LABELS = 64
+MAX_LABEL_VALUE = 128
+MAX_TYPE = 64
+MAX_NAME = 200
+PAGE = 50
+MAX_PAGE = 500
+
+
+def label_key_problem(key) -> str | None:
+    """Return why ``key`` cannot be a label key, or None."""
+    if not isinstance(key, str) or not LABEL_KEY.match(key):
+        return "must be 1-63 characters of a-z, 0-9, '_', '.', '-', starting with a letter or digit"
+    return None
+
+
+def label_value(value, key: str) -> str:
+    """Return ``value`` if it can be label ``key``'s value (the text rules, ≤ 128), else raise."""
+    cleaned = clean_text(value, f"label {key}", MAX_LABEL_VALUE, required=True)
+    if cleaned != value:
+        raise InvalidInput(f"label {key} must not start or end with spaces")
+    return cleaned
+
+
+def parse_selector(text: str | None) -> dict[str, str]:
+    """Return the labels ``region=eu,site=berlin`` asks for (all must match)."""
+    selector: dict[str, str] = {}
+    for part in (text or "").split(","):
+        if not part.strip():
+            continue
+        key, equals, value = part.partition("=")
+        key, value = key.strip(), value.strip()
+        if not equals:
+            raise InvalidInput(f"selector: {part.strip()!r} is not key=value")
+        problem = label_key_problem(key)
+        if problem:
+            raise InvalidInput(f"selector: label key {key!r} {problem}")
+        if key in selector and selector[key] != value:
+            raise InvalidInput(f"selector: {key} is given twice")
+        selector[key] = label_value(value, key)
+    if len(selector) > MAX_LABELS:
+        raise InvalidInput(f"selector: at most {MAX_LABELS} labels")
+    return selector
+
+
+@dataclass(frozen=True)
+class NodeFilter:
+    """Nodes to list: every condition given must hold. Empty: the whole fleet."""
+
+    selector: dict[str, str] = field(default_factory=dict)
+    pipeline_type: str | None = None
+    state: str | None = None  # reporting | stale | error, or a sync: in_sync | pending | ...
+    name_prefix: str | None = None
+
+    @classmethod
+    def from_args(cls, args) -> "NodeFilter":
+        """Return the filter a query string (a mapping) asks for; InvalidInput when bad."""
+        state = (args.get("state") or "").strip() or None
+        if state is not None and state not in STATES + SYNC_STATES:
+            raise InvalidInput(f"state must be one of {', '.join(STATES + SYNC_STATES)}")
+        return cls(
+            selector=parse_selector(args.get("selector")),
+            pipeline_type=clean_text(args.get("pipeline_type"), "pipeline_type", MAX_TYPE),
+            state=state,
+            name_prefix=clean_text(args.get("name_prefix"), "name_prefix", MAX_NAME),
+        )
+
+    def to_args(self) -> dict[str, str]:
+        """Return the query string that gives this filter back (for links and next pages)."""
+        args = {}
+        if self.selector:
+            args["selector"] = ",".join(f"{k}={v}" for k, v in self.selector.items())
+        for name in ("pipeline_type", "state", "name_prefix"):
+            if getattr(self, name):
+                args[name] = getattr(self, name)
+        return args
+
+
+def page_size(text: str | None, default: int = PAGE) -> int:
+    """Return the ``limit`` asked for, 1 to 500; ASCII digits only."""
+    if text is None or text == "":
+        return default
+    if not (text.isascii() and text.isdigit() and len(text) <= 4 and 1 <= int(text) <= MAX_PAGE):
+        raise InvalidInput(f"limit must be a whole number from 1 to {MAX_PAGE}")
+    return int(text)
+
+
+def name_cursor(text: str | None) -> str | None:
+    """Return a node-list cursor (the last name of the previous page), checked as a name."""
+    return clean_text(text, "before (a cursor)", MAX_NAME)
