@@ -212,3 +212,9 @@ def test_the_web_app_still_builds_from_the_package():
     probe = "import webapp; app = webapp.create_app({'TESTING': True}); print(app.name)"
     result = subprocess.run([sys.executable, "-c", probe], capture_output=True, text=True)
     assert result.returncode == 0, result.stderr
+
+
+def test_test_files_have_unique_names():
+    """pytest imports test modules by basename (rootdir mode): two alike collide at collection."""
+    names = [path.name for path in (ROOT / "tests").rglob("test_*.py")]
+    assert sorted({name for name in names if names.count(name) > 1}) == []

@@ -67,7 +67,7 @@ class Report:
         """The newest change id the report shows (its current record's or its changes')."""
         ids = [change["id"] for change in self.changes]
         if self.record is not None:
-            ids.append(self.record["id"])
+            ids.append(self.record["id"] or 0)  # a never-set database: no change yet
         return max(ids) if ids else None
 
 
@@ -169,23 +169,43 @@ def read_labels(value) -> dict:
     return dict(sorted(value.items()))
 
 
+def stored(value, field: str, limit: int) -> str | None:
+    """Check a value a node's table holds: text or null, bounded. Not the text rules: a row
+    another tool wrote may hold a control character, and refusing it would block the node's
+    every later report; pages and exports escape what they show. NUL and lone surrogates are
+    refused: no store can keep them as text."""
+    if value is None:
+        return None
+    if not isinstance(value, str) or len(value) > limit:
+        raise invalid(f"{field} must be text of at most {limit} characters, or null")
+    if "\x00" in value or any("\ud800" <= char <= "\udfff" for char in value):
+        raise invalid(f"{field} holds a NUL or a lone surrogate")
+    return value
+
+
 def read_record(value, field: str) -> dict:
-    """Check a record as ``get --json`` prints it (the centre stores and shows its fields)."""
+    """Check a record as ``get --json`` prints it (the centre stores and shows its fields).
+
+    A never-set database reports its default record: ``"id": null`` with ``"default": true``.
+    """
     if not isinstance(value, dict):
         raise invalid(f"{field} must be a record object")
-    whole(value.get("id"), f"{field}.id", 0, MAX_ID)
-    if not isinstance(value.get("pipeline_type"), str):
-        raise invalid(f"{field}.pipeline_type must be text")
-    text(value["pipeline_type"], f"{field}.pipeline_type", MAX_TYPE)
-    for name, limit in (("bucket", MAX_TYPE), ("updated_at", MAX_STAMP), ("updated_by", MAX_WHO)):
-        text(value.get(name), f"{field}.{name}", limit)
+    if not (value.get("id") is None and value.get("default") is True):
+        whole(value.get("id"), f"{field}.id", 0, MAX_ID)
+    for name, limit in (
+        ("pipeline_type", MAX_TYPE),
+        ("bucket", MAX_TYPE),
+        ("updated_at", MAX_STAMP),
+        ("updated_by", MAX_WHO),
+    ):
+        stored(value.get(name), f"{field}.{name}", limit)
     metadata = value.get("metadata")
     if metadata is not None and not isinstance(metadata, dict):
         raise invalid(f"{field}.metadata must be an object")
     for name in ("reason", "source", "previous"):  # what pages show of the metadata
         item = (metadata or {}).get(name)
         if isinstance(item, str):
-            text(item, f"{field}.metadata.{name}", MAX_MESSAGE)
+            stored(item, f"{field}.metadata.{name}", MAX_MESSAGE)
     return value
 
 
@@ -206,6 +226,8 @@ def read_changes(value) -> list:
     if not isinstance(value, list) or len(value) > MAX_CHANGES:
         raise invalid(f"changes must be a list of at most {MAX_CHANGES} records")
     records = [read_record(item, f"changes[{n}]") for n, item in enumerate(value)]
+    if any(record["id"] is None for record in records):
+        raise invalid("a change must have an id (only a never-set current record has none)")
     ids = [record["id"] for record in records]
     if any(later <= earlier for earlier, later in zip(ids, ids[1:], strict=False)):
         raise invalid("changes must be in ascending id order, oldest first")

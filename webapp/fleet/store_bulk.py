@@ -50,7 +50,7 @@ def node_row(report, msg_id, timestamp, received_ms) -> dict:
         "current": _json(report.current),
         "epoch": 0,
         "acked_id": max([0, *(change["id"] for change in report.changes)]),
-        "change_id": record["id"] if record else 0,
+        "change_id": (record["id"] or 0) if record else 0,
         "mix_day": received_ms // DAY_MS if pipeline_type else None,
         "mix_types": _json([pipeline_type]) if pipeline_type else None,
         "created_ms": received_ms,
