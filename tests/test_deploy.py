@@ -475,6 +475,8 @@ def test_compose_mounts_the_data_directory_and_secrets():
 def test_compose_environment_names_are_declared_settings():
     (document,) = load_yaml(COMPOSE)
     for name, service in document["services"].items():
+        if name in THIRD_PARTY_SERVICES:
+            continue
         assert set(service.get("environment", {})) <= KNOWN_ENV, name
 
 
@@ -485,9 +487,16 @@ def test_compose_trusts_no_proxy_while_the_port_is_published_to_everyone():
     assert proxies == ("0" if published_to_all else "1")
 
 
+#: Services of another image (PostgreSQL's entrypoint needs its own user switch and capabilities).
+THIRD_PARTY_SERVICES = {"fleet-db"}
+
+
 def test_compose_services_are_locked_down():
     (document,) = load_yaml(COMPOSE)
     for name, service in document["services"].items():
+        if name in THIRD_PARTY_SERVICES:
+            assert service["profiles"] == ["fleet"], name  # never started with the node's services
+            continue
         assert service["read_only"] is True, name
         assert service["cap_drop"] == ["ALL"], name
         assert "no-new-privileges:true" in service["security_opt"], name
@@ -541,8 +550,8 @@ def container(pod_spec, name):
     return found
 
 
-def deployment_pod():
-    (deployment,) = kubernetes("Deployment")
+def deployment_pod(name="pipeline-manager"):
+    (deployment,) = [item for item in kubernetes("Deployment") if item["metadata"]["name"] == name]
     return deployment, deployment["spec"]["template"]["spec"]
 
 
@@ -558,7 +567,7 @@ def test_kubernetes_deployment_probes_and_command():
     env = {item["name"]: item.get("value") for item in dashboard["env"]}
     mounts = {mount["mountPath"] for mount in dashboard["volumeMounts"]}
     assert os.path.dirname(env["PIPELINE_DB"]) in mounts
-    (service,) = kubernetes("Service")
+    (service,) = [s for s in kubernetes("Service") if s["metadata"]["name"] == "pipeline-manager"]
     assert service["spec"]["selector"] == deployment["spec"]["selector"]["matchLabels"]
     assert [port["targetPort"] for port in service["spec"]["ports"]] == ["http"]
 
@@ -619,7 +628,7 @@ def test_kubernetes_notify_sidecar():
     assert notify["image"] == dashboard["image"]
     assert notify["securityContext"] == dashboard["securityContext"]
     assert notify["ports"] == [{"name": "notify-metrics", "containerPort": 9101}]
-    (service,) = kubernetes("Service")
+    (service,) = [s for s in kubernetes("Service") if s["metadata"]["name"] == "pipeline-manager"]
     targets = {port["targetPort"] for port in service["spec"]["ports"]}
     assert not targets & {"notify-metrics", 9101}  # metrics inside the pod network only
     env = {item["name"]: item for item in notify["env"]}
@@ -743,3 +752,32 @@ def test_a_bad_secret_key_file_is_one_error_line_under_the_cli(db_path, tmp_path
         f"Error: PIPELINE_SECRET_KEY_FILE: cannot read {tmp_path / 'missing'} "
         "(No such file or directory)"
     ]
+
+
+def test_compose_fleet_profile_runs_the_centre_as_the_image_runs_the_dashboard():
+    (document,) = load_yaml(COMPOSE)
+    fleet, database = document["services"]["fleet"], document["services"]["fleet-db"]
+    assert fleet["profiles"] == ["fleet"] and database["profiles"] == ["fleet"]
+    assert fleet["command"] == [*IMAGE_COMMAND[:-1], "webapp.fleet:create_app()"]
+    assert fleet["image"] == compose_service()[1]["image"]
+    environment = fleet["environment"]
+    # Secrets as files, never inline: the store's URL holds a password.
+    assert "PIPELINE_FLEET_DB" not in environment and "PIPELINE_FLEET_SECRET" not in environment
+    for setting in ("PIPELINE_FLEET_DB_FILE", "PIPELINE_FLEET_SECRET_FILE"):
+        secret = environment[setting].removeprefix("/run/secrets/")
+        assert secret in fleet["secrets"] and secret in document["secrets"], setting
+    assert fleet["depends_on"]["fleet-db"]["condition"] == "service_healthy"
+
+
+def test_kubernetes_fleet_centre_runs_the_centre_with_its_secrets_as_files():
+    deployment, pod = deployment_pod("pipeline-fleet")
+    centre = container(pod, "pipeline-fleet")
+    assert centre["command"] == [*IMAGE_COMMAND[:-1], "webapp.fleet:create_app()"]
+    assert centre["readinessProbe"]["httpGet"]["path"] == "/readyz"
+    env = {item["name"]: item.get("value") for item in centre["env"]}
+    assert "PIPELINE_FLEET_DB" not in env and "PIPELINE_FLEET_SECRET" not in env  # files only
+    mounts = {mount["name"]: mount["mountPath"] for mount in centre["volumeMounts"]}
+    for setting in ("PIPELINE_FLEET_DB_FILE", "PIPELINE_FLEET_SECRET_FILE"):
+        assert env[setting].startswith(mounts["secrets"] + "/"), setting
+    (service,) = [s for s in kubernetes("Service") if s["metadata"]["name"] == "pipeline-fleet"]
+    assert service["spec"]["selector"] == deployment["spec"]["selector"]["matchLabels"]

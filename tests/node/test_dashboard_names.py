@@ -10,7 +10,7 @@ from htmldom import parse
 from weblib import log_in, make_app
 
 from webapp.core.store import PipelineStore
-from webapp.node.timeline import timelines
+from webapp.core.timeline import timelines
 
 
 def document(response, status=200):

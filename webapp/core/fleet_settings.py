@@ -15,6 +15,14 @@ FLEET_SETTINGS = (
         "when empty; `flask --app webapp.fleet fleet db upgrade` migrates an older one.",
     ),
     (
+        "PIPELINE_FLEET_DB_FILE",
+        "FLEET_DB_FILE",
+        None,
+        "path",
+        "File holding `PIPELINE_FLEET_DB` (a Docker or Kubernetes secret: a PostgreSQL URL holds "
+        "its password); used when `PIPELINE_FLEET_DB` is unset.",
+    ),
+    (
         "PIPELINE_FLEET_SECRET",
         "FLEET_SECRET",
         None,

@@ -216,3 +216,15 @@ def insert_ignore(connection, table, rows: list[dict]) -> None:
     else:
         from sqlalchemy.dialects.sqlite import insert
     connection.execute(insert(table).on_conflict_do_nothing(), rows)
+
+
+def fleet_db_setting(config) -> str | None:
+    """Return ``PIPELINE_FLEET_DB``, else the content of ``PIPELINE_FLEET_DB_FILE`` (a secret
+    file: a PostgreSQL URL holds its password), else None (the embedded SQLite store)."""
+    if config.get("FLEET_DB"):
+        return config["FLEET_DB"]
+    if config.get("FLEET_DB_FILE"):
+        from webapp.core.config import read_secret_file
+
+        return read_secret_file(config["FLEET_DB_FILE"], "PIPELINE_FLEET_DB_FILE")
+    return None

@@ -37,7 +37,7 @@ from webapp.core.errors import InvalidInput
 from webapp.core.pipelines import PIPELINE_TYPES
 
 from . import schema, store_write
-from .engine import database_url, describe, make_engine, run_read
+from .engine import database_url, describe, fleet_db_setting, make_engine, run_read
 from .filters import MAX_PAGE, NodeFilter
 from .nodes import DayMix, FleetNode, NodeEvent, NodePage, ReportedChange, from_ms
 from .report import is_node_name
@@ -66,7 +66,7 @@ class FleetStore:
     @classmethod
     def from_settings(cls, config) -> "FleetStore":
         return cls(
-            database_url(config.get("FLEET_DB")),
+            database_url(fleet_db_setting(config)),
             pool_size=int(config.get("WORKER_THREADS") or 8),
             report_rate=int(config.get("FLEET_REPORT_RATE") or 500),
         )
