@@ -632,7 +632,9 @@ def test_kubernetes_notify_sidecar():
     targets = {port["targetPort"] for port in service["spec"]["ports"]}
     assert not targets & {"notify-metrics", 9101}  # metrics inside the pod network only
     env = {item["name"]: item for item in notify["env"]}
-    assert set(env) == {"PIPELINE_WEBHOOKS", "PIPELINE_WEBHOOK_SECRET"}
+    fleet = {"PIPELINE_FLEET_URL", "PIPELINE_FLEET_KEY", "PIPELINE_NODE_LABELS"}
+    assert set(env) == {"PIPELINE_WEBHOOKS", "PIPELINE_WEBHOOK_SECRET", "PIPELINE_NODE"} | fleet
+    assert env.pop("PIPELINE_NODE")["valueFrom"]["fieldRef"] == {"fieldPath": "spec.nodeName"}
     for name, item in env.items():
         assert "value" not in item, name  # from the Secret, never written here
         reference = item["valueFrom"]["secretKeyRef"]
@@ -682,7 +684,8 @@ def test_kubernetes_job_sets_the_pipeline_and_retries_only_a_busy_database():
 
 def test_bacalhau_jobs_run_on_every_labelled_node_and_print_json():
     specs = {path.name: load_yaml(path)[0] for path in MANIFESTS if path.parent.name == "bacalhau"}
-    assert set(specs) == {"set-pipeline.yaml", "get-pipeline.yaml"}
+    assert set(specs) == {"set-pipeline.yaml", "get-pipeline.yaml", "fleet-notify.yaml"}
+    specs.pop("fleet-notify.yaml")  # a daemon, not a one-off: tested below
     for name, spec in specs.items():
         assert spec["Type"] == "ops", name  # ops: every matching node, not one
         assert spec["Constraints"], name
@@ -781,3 +784,16 @@ def test_kubernetes_fleet_centre_runs_the_centre_with_its_secrets_as_files():
         assert env[setting].startswith(mounts["secrets"] + "/"), setting
     (service,) = [s for s in kubernetes("Service") if s["metadata"]["name"] == "pipeline-fleet"]
     assert service["spec"]["selector"] == deployment["spec"]["selector"]["matchLabels"]
+
+
+def test_bacalhau_fleet_notifier_runs_on_every_labelled_node_with_its_key_from_a_file():
+    (spec,) = load_yaml(ROOT / "deploy" / "bacalhau" / "fleet-notify.yaml")
+    assert spec["Type"] == "daemon" and spec["Constraints"]
+    (task,) = spec["Tasks"]
+    (command,) = yaml_commands(task)
+    assert command[command.index("notify") :][:1] == ["notify"] and "--fleet" in command
+    env = dict(item.split("=", 1) for item in task["Engine"]["Params"]["EnvironmentVariables"])
+    assert set(env) == {"PIPELINE_FLEET_KEY_FILE"}  # the key itself is never in the spec
+    sources = {source["Target"]: source["Source"]["Params"] for source in task["InputSources"]}
+    assert env["PIPELINE_FLEET_KEY_FILE"].startswith("/secrets/")
+    assert sources["/secrets"]["ReadWrite"] is False and sources["/data"]["ReadWrite"] is True
