@@ -55,7 +55,10 @@ NOT_WALKED = {  # (section, n-th block of it or None for all): why it is not run
     ("Restoring a backup", None): "a production path and a backup file that do not exist here",
     ("Container", None): "needs Docker (tests/test_deploy.py runs its CLI commands)",
     ("Running without Docker (systemd)", None): "needs root and systemd (tests/test_systemd.py)",
-    ("Fleet rollout", None): "needs a Kubernetes cluster or a Bacalhau network",
+    ("Fleet jobs (Kubernetes, Bacalhau)", None): "needs a Kubernetes cluster or a Bacalhau network",
+    ("Fleet", 0): "runs until stopped on a fixed port (tests/fleet/test_fleet_demo.py runs it)",
+    ("Fleet", 1): "needs the centre's fleet secret (tests/fleet/ run fleet keys with one)",
+    ("Fleet", 2): "a node's production paths and a centre that is not running here",
 }
 INSTALL = (
     "python3 -m venv .venv && .venv/bin/pip install -q -c constraints.txt "
@@ -201,10 +204,16 @@ def test_the_kubernetes_example_trusts_a_proxy_only_with_its_network_policy():
     ]
     env = {item["name"]: item.get("value") for item in dashboard["env"]}
     commands = block_of(
-        README, "Fleet rollout", "kubectl apply -f deploy/kubernetes/deployment.yaml"
+        README,
+        "Fleet jobs (Kubernetes, Bacalhau)",
+        "kubectl apply -f deploy/kubernetes/deployment.yaml",
     )
     applied = [c for c in commands if "kubectl apply -f deploy/kubernetes/networkpolicy.yaml" in c]
     if env["PIPELINE_PROXY_COUNT"] != "0":
         assert applied, "a trusted proxy needs the NetworkPolicy applied beside it"
-        prose = README[README.index("## Fleet rollout") : README.index("## Health and metrics")]
+        prose = README[
+            README.index("## Fleet jobs (Kubernetes, Bacalhau)") : README.index(
+                "## Health and metrics"
+            )
+        ]
         assert 'PIPELINE_PROXY_COUNT: "1"' in prose and 'set `"0"`' in prose
