@@ -86,7 +86,12 @@ def test_demo_serves_a_reporting_fleet_with_a_stale_and_an_error_node(tmp_path):
 
 def test_demo_help_has_an_example(tmp_path):
     result = subprocess.run(
-        [*DEMO, "--help"], cwd=ROOT, env=demo_env(tmp_path), capture_output=True, text=True
+        [*DEMO, "--help"],
+        cwd=ROOT,
+        env=demo_env(tmp_path),
+        capture_output=True,
+        text=True,
+        timeout=60,
     )
     assert result.returncode == 0
     assert "flask --app webapp.fleet fleet demo --nodes 20" in result.stdout
@@ -97,13 +102,22 @@ def test_demo_help_has_an_example(tmp_path):
     [
         (["--nodes", "0"], 2, "Invalid value for '--nodes'"),
         (["--nodes", "٣"], 2, "Invalid value for '--nodes'"),
+        (["--nodes", "³"], 2, "Invalid value for '--nodes'"),
+        (["--nodes", "1" * 400], 2, "Invalid value for '--nodes'"),
         (["--heartbeat", "1"], 2, "Invalid value for '--heartbeat'"),
+        (["--change-every", "nan"], 2, "Invalid value for '--change-every'"),
+        (["--seconds", "inf"], 2, "Invalid value for '--seconds'"),
         (["--port", "99999"], 2, "Invalid value for '--port'"),
     ],
 )
 def test_demo_refuses_bad_options_in_one_line(tmp_path, arguments, status, message):
     result = subprocess.run(
-        [*DEMO, *arguments], cwd=ROOT, env=demo_env(tmp_path), capture_output=True, text=True
+        [*DEMO, "--seconds", "5", *arguments],  # accepted by mistake: it still ends
+        cwd=ROOT,
+        env=demo_env(tmp_path),
+        capture_output=True,
+        text=True,
+        timeout=120,
     )
     assert result.returncode == status
     assert message in result.stderr and "Traceback" not in result.stderr

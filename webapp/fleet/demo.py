@@ -6,8 +6,10 @@ Everything is removed when the demo stops (unless ``--keep``).
 """
 
 import logging
+import math
 import secrets
 import shutil
+import socket
 import tempfile
 import threading
 import time
@@ -15,22 +17,41 @@ import time
 import click
 
 from webapp.cli.support import reports_errors
-from webapp.core.errors import InvalidInput
+from webapp.core.errors import InvalidInput, PipelineError
 
 HOST = "127.0.0.1"  # a demo: never on a public interface
 FIRST_REPORTS_S = 30.0  # how long the nodes' first reports may take before the demo gives up
 
 
+class WholeNumber(click.IntRange):
+    """``click.IntRange`` of ASCII digits only: ``int()`` would also read "٣" or "³" as 3."""
+
+    def convert(self, value, param, ctx):
+        if isinstance(value, str) and not value.strip().lstrip("+-").isascii():
+            self.fail(f"{value!r} is not a whole number in ASCII digits", param, ctx)
+        return super().convert(value, param, ctx)
+
+
+class Seconds(click.FloatRange):
+    """``click.FloatRange`` without NaN and infinities (a range check lets NaN through)."""
+
+    def convert(self, value, param, ctx):
+        number = super().convert(value, param, ctx)
+        if not math.isfinite(number):
+            self.fail(f"{value!r} is not a number of seconds", param, ctx)
+        return number
+
+
 @click.command("demo")
-@click.option("--nodes", "count", type=click.IntRange(1, 200), default=20, show_default=True,
+@click.option("--nodes", "count", type=WholeNumber(1, 200), default=20, show_default=True,
               help="How many simulated nodes report.")  # fmt: skip
-@click.option("--port", type=click.IntRange(0, 65535), default=8000, show_default=True,
+@click.option("--port", type=WholeNumber(0, 65535), default=8000, show_default=True,
               help="Port on 127.0.0.1 (0: any free port).")  # fmt: skip
-@click.option("--heartbeat", type=click.IntRange(5, 3600), default=10, show_default=True,
+@click.option("--heartbeat", type=WholeNumber(5, 3600), default=10, show_default=True,
               help="Seconds between a quiet node's reports (stale after 3 of them).")  # fmt: skip
-@click.option("--change-every", type=click.FloatRange(0.5, 3600), default=8.0, show_default=True,
+@click.option("--change-every", type=Seconds(0.5, 3600), default=8.0, show_default=True,
               help="Seconds between two simulated pipeline changes.")  # fmt: skip
-@click.option("--seconds", type=click.FloatRange(1, None), default=None,
+@click.option("--seconds", type=Seconds(1, 10**7), default=None,
               help="Stop after this long (default: run until Ctrl-C).")  # fmt: skip
 @click.option("--keep", is_flag=True, help="Keep the temporary folder (databases, store).")
 @reports_errors
@@ -57,11 +78,8 @@ def demo(count, port, heartbeat, change_every, seconds, keep):
     try:
         secret = secrets.token_urlsafe(32)
         app = demo_app(folder, secret)
-        try:
-            server = make_server(HOST, port, app, threaded=True)
-        except OSError as error:
-            message = f"cannot listen on {HOST}:{port} ({error.strerror}): try --port 0"
-            raise InvalidInput(message) from None
+        check_port(port)
+        server = make_server(HOST, port, app, threaded=True)
         url = f"http://{HOST}:{server.server_port}"
         threading.Thread(target=server.serve_forever, name="centre", daemon=True).start()
         fleet = DemoFleet(folder, count, url, secret, heartbeat)
@@ -86,6 +104,17 @@ def demo(count, port, heartbeat, change_every, seconds, keep):
             click.echo(f"Kept {folder}")
         else:
             shutil.rmtree(folder, ignore_errors=True)
+
+
+def check_port(port: int) -> None:
+    """Refuse a port in use in one line (werkzeug would print its own lines and exit)."""
+    with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as probe:
+        probe.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
+        try:
+            probe.bind((HOST, port))
+        except OSError as error:
+            message = f"cannot listen on {HOST}:{port} ({error.strerror}): try --port 0"
+            raise PipelineError(message) from None
 
 
 def demo_app(folder: str, secret: str):

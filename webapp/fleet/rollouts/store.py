@@ -8,7 +8,7 @@ so two overlapping rollouts created at once cannot both pass the overlap check.
 import json
 import time
 
-from sqlalchemy import delete, insert, select, text
+from sqlalchemy import and_, case, delete, func, insert, select, text
 
 from webapp.core.errors import ConflictError, InvalidInput
 
@@ -223,25 +223,20 @@ class RolloutStore:
         if row.wave < 0 or row.status not in ACTIVE:
             return {}
         stale_ids = (
-            connection.execute(
-                select(nodes.c.id)
-                .where(nodes.c.state == "stale")
-                .order_by(nodes.c.state, nodes.c.name)
-                .limit(STALE_SCANNED)
-            )
-            .scalars()
-            .all()
+            select(nodes.c.id)
+            .where(nodes.c.state == "stale")
+            .order_by(nodes.c.state, nodes.c.name)
+            .limit(STALE_SCANNED)
         )
-        if not stale_ids:
-            return {}
-        # The ids as a list and nothing else in the condition: each is one primary-key lookup
-        # (with the wave and status too, SQLite walks the whole wave's index range instead).
-        found = connection.execute(
-            select(rollout_nodes.c.wave, rollout_nodes.c.status).where(
-                rollout_nodes.c.rollout_id == row.id, rollout_nodes.c.node_id.in_(stale_ids)
+        # Only the rollout and the node ids in the condition: one primary-key lookup per stale
+        # node (with the wave and status there too, SQLite walks the wave's whole index range).
+        in_wave = and_(rollout_nodes.c.wave == row.wave, rollout_nodes.c.status == "pending")
+        n = connection.execute(
+            select(func.coalesce(func.sum(case((in_wave, 1), else_=0)), 0)).where(
+                rollout_nodes.c.rollout_id == row.id,
+                rollout_nodes.c.node_id.in_(stale_ids.scalar_subquery()),
             )
-        ).all()
-        n = sum(1 for wave, status in found if wave == row.wave and status == "pending")
+        ).scalar()
         return {row.wave: n} if n else {}
 
     def check_gates(self, rollout_id: int, now: int) -> list[dict]:
