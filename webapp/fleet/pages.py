@@ -16,6 +16,7 @@ from webapp.accounts.users import name_problem
 from webapp.core import timefmt
 from webapp.core.errors import InvalidInput, PipelineError
 from webapp.core.pipelines import PIPELINE_TYPES
+from webapp.web.inputs import query_number
 from webapp.web.render import render, set_navigation
 
 from .filters import NodeFilter, name_cursor
@@ -126,7 +127,7 @@ def index():
 def poll():
     """Answer 204 while no node changed its pipeline, state or labels; else the fragments."""
     store = get_store()
-    since = request.args.get("since", type=int)
+    since = query_number("since")  # ASCII digits only: "١٧" is refused (400), not 17
     if since is not None and store.version() == since:
         return "", 204
     context = {**glance_context(store), **table_context(store, request.args)}
