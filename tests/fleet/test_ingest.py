@@ -35,6 +35,25 @@ def test_a_report_is_stored_and_answered_signed(fleet_client, fleet_store):
     assert [c.id for c in changes] == [2, 1]
 
 
+def test_a_never_set_node_reports_its_default_record(fleet_client, fleet_store):
+    default = {**record(), "id": None, "default": True, "updated_at": None, "updated_by": None}
+    response = post(fleet_client, report(current=default), node="edge-001")
+    assert response.status_code == 200, response.json
+    assert response.json["acknowledged_id"] == 0
+    assert fleet_store.node("edge-001").pipeline_type == "raw"
+
+
+def test_a_foreign_row_with_control_characters_does_not_block_a_node(fleet_client, fleet_store):
+    """Another tool's row may hold any text: refusing it would refuse the node forever."""
+    odd = record(1, who="ops\n<script>x</script>\x1b[2J", reason="line\nbreak")
+    response = post(fleet_client, report(current=odd, changes=[odd]), node="edge-001")
+    assert response.status_code == 200, response.json
+    (change,), _ = fleet_store.changes("edge-001")
+    assert change.record["updated_by"] == "ops\n<script>x</script>\x1b[2J"  # as reported
+    page = fleet_client.get("/nodes/edge-001").get_data(as_text=True)
+    assert "<script>x</script>" not in page and "&lt;script&gt;x" in page  # shown escaped
+
+
 def test_a_replay_answers_200_and_changes_nothing(fleet_client, fleet_store):
     data, headers = signed(report(current=record(1), changes=[record(1)]))
     assert fleet_client.post(REPORT_URL, data=data, headers=headers).status_code == 200
@@ -178,7 +197,7 @@ INVALID = {
     "changes out of order": {"changes": [record(2), record(1)]},
     "501 changes": {"changes": [record(n) for n in range(1, 502)]},
     "record without id": {"current": {"pipeline_type": "raw"}},
-    "newline in updated_by": {"current": record(who="alice\nbob")},
+    "NUL in updated_by": {"current": record(who="alice\x00bob")},
 }
 
 

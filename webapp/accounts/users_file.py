@@ -83,6 +83,13 @@ def check_target(path) -> Path:
     """Return the file a rewrite of ``path`` replaces, or refuse what would make it fail later:
     a missing or unwritable directory (the new file is a sibling renamed over the old one), a
     directory or unreadable file at the path. Run before asking for a password."""
+    try:
+        return _check_target(path)
+    except OSError as error:  # a name too long, a loop of links: what stat itself refuses
+        raise UsersFileError(f"cannot use {path} as the users file ({error.strerror})") from None
+
+
+def _check_target(path) -> Path:
     target = Path(os.path.realpath(path))  # a symlink (a mounted secret) is followed, not replaced
     folder = target.parent
     if not folder.is_dir():
