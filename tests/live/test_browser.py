@@ -698,6 +698,8 @@ def test_plain_skip():
 @pytest.mark.parametrize(("ci", "outcomes"), [("true", {"failed": 1}), ("", {"skipped": 1})])
 def test_ci_turns_a_skipped_browser_test_into_a_failure(pytester, monkeypatch, ci, outcomes):
     monkeypatch.setenv("CI", ci)
+    # The conftest loads plugins that live beside it (fleetfixtures): the sub-run must find them.
+    monkeypatch.setenv("PYTHONPATH", str(Path(__file__).parents[1]))
     pytester.makeconftest((Path(__file__).parents[1] / "conftest.py").read_text())
     pytester.makeini("[pytest]\nmarkers =\n    browser: needs chromium\n")
     pytester.makepyfile(CI_HOOK_CHECK)

@@ -127,7 +127,9 @@ def test_filters_narrow_the_table_and_a_node_opens_its_page(browser, fleet):
     expect(page.locator("#current")).to_have_attribute(
         "data-pipeline-type", first.store.current().pipeline_type
     )
-    expect(page.locator("#timeline figure")).to_have_count(2)
+    expect(page.locator("#timeline figure")).to_have_count(
+        3
+    )  # the last hour, 24 hours and 7 days, as on the node
     save_screenshot(page, "fleet-node")
 
 

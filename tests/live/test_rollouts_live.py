@@ -173,7 +173,7 @@ def test_a_type_the_nodes_table_refuses_is_its_error_and_the_wave_pauses(centre,
             "the wave to pause",
         )
         paused = rollout_of(centre, rollout["id"])
-        assert "edge-f" in paused["paused_reason"] and "accepts only" in paused["paused_reason"]
+        assert "edge-f" in paused["paused_reason"] and "can be set here" in paused["paused_reason"]
         with PipelineStore(db) as store:
             assert store.current().pipeline_type == "raw"
     finally:

@@ -39,7 +39,7 @@ class Trickler:
     def _answer(self, conn):
         with conn:
             data = b""
-            while b"\r\n\r\n" not in data:
+            while b"\r\n\r\n" not in data or len(data) < self._request_length(data):
                 chunk = conn.recv(4096)
                 if not chunk:
                     return
@@ -52,6 +52,17 @@ class Trickler:
                     conn.sendall(bytes([byte]))
                 except OSError:  # the client gave up: what the limit is for
                     return
+
+    @staticmethod
+    def _request_length(data: bytes) -> int:
+        """Headers and body: closing with body bytes unread would reset the connection."""
+        head, _, _ = data.partition(b"\r\n\r\n")
+        length = 0
+        for line in head.split(b"\r\n")[1:]:
+            name, _, value = line.partition(b":")
+            if name.strip().lower() == b"content-length":
+                length = int(value.strip())
+        return len(head) + 4 + length
 
     def __enter__(self):
         return self
