@@ -4,17 +4,16 @@ Webhooks (https://www.standardwebhooks.com: ``webhook-id``, ``webhook-timestamp`
 key), chosen per webhook by writing ``standard+`` before its URL. No Flask, no SQL.
 """
 
-import base64
-import binascii
 from datetime import UTC, datetime
 
+from webapp.accounts import signatures
 from webapp.core.errors import InvalidInput
 
 PIPELINE = "pipeline"
 STANDARD = "standard"
 STANDARD_PREFIX = "standard+"
-KEY_PREFIX = "whsec_"
-MIN_KEY_BYTES, MAX_KEY_BYTES = 24, 64  # the specification's bounds for a symmetric key
+KEY_PREFIX = signatures.KEY_PREFIX
+MIN_KEY_BYTES, MAX_KEY_BYTES = signatures.MIN_KEY_BYTES, 64  # the specification's bounds
 MAKE_KEY = (
     "python3 -c 'import base64, secrets; "
     'print("whsec_" + base64.b64encode(secrets.token_bytes(32)).decode())\''
@@ -45,14 +44,11 @@ def check_key(webhooks, secret: str | None) -> None:
 
 def key_bytes(secret: str, where: str = "the webhook key") -> bytes:
     """Return the bytes of a ``whsec_`` key (strict base64, 24 to 64 bytes), or refuse it."""
-    if not secret.startswith(KEY_PREFIX):
-        raise InvalidInput(f"{where}: the key must start with {KEY_PREFIX} (make one: {MAKE_KEY})")
-    try:
-        # validate=True: a stray character is an error, not silently dropped as b64decode would.
-        raw = base64.b64decode(secret[len(KEY_PREFIX) :], validate=True)
-    except (binascii.Error, ValueError):
-        raise InvalidInput(f"{where}: the key after {KEY_PREFIX} is not base64") from None
-    if not MIN_KEY_BYTES <= len(raw) <= MAX_KEY_BYTES:
+    problem = signatures.key_problem(secret)  # the one reading of a whsec_ key (the fleet's too)
+    if problem:
+        raise InvalidInput(f"{where}: the key {problem} (make one: {MAKE_KEY})")
+    raw = signatures.key_bytes(secret)
+    if len(raw) > MAX_KEY_BYTES:
         raise InvalidInput(
             f"{where}: the key holds {len(raw)} bytes; Standard Webhooks keys hold "
             f"{MIN_KEY_BYTES} to {MAX_KEY_BYTES} (make one: {MAKE_KEY})"
@@ -67,15 +63,7 @@ def message_id(change_id: int) -> str:
 
 def standard_headers(secret: str, change_id: int, body: bytes, now=None) -> dict:
     """Return ``webhook-id``, ``webhook-timestamp`` (now: receivers refuse old ones, so each
-    attempt is signed anew) and ``webhook-signature``, signed by the standardwebhooks package."""
-    from standardwebhooks import Webhook  # only a standard+ webhook needs it
-
+    attempt is signed anew) and ``webhook-signature``: the fleet protocol's signing, over bytes."""
+    key_bytes(secret)  # refused with the webhook's own words before signing
     when = now or datetime.now(UTC)
-    msg_id = message_id(change_id)
-    # The body is ASCII JSON (webhooks.payload), so str and bytes sign the same.
-    signed = Webhook(key_bytes(secret)).sign(msg_id, when, body.decode("ascii"))
-    return {
-        "webhook-id": msg_id,
-        "webhook-timestamp": str(int(when.timestamp())),
-        "webhook-signature": signed,
-    }
+    return signatures.sign(secret, message_id(change_id), int(when.timestamp()), body)
