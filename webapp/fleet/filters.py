@@ -8,7 +8,7 @@ import re
 from dataclasses import dataclass, field
 
 from webapp.core.errors import InvalidInput
-from webapp.core.text import clean_text
+from webapp.core.text import clean_text, whole_number
 
 from .rollouts.tables import SYNC_STATES
 from .schema import STATES
@@ -95,9 +95,7 @@ def page_size(text: str | None, default: int = PAGE) -> int:
     """Return the ``limit`` asked for, 1 to 500; ASCII digits only."""
     if text is None or text == "":
         return default
-    if not (text.isascii() and text.isdigit() and len(text) <= 4 and 1 <= int(text) <= MAX_PAGE):
-        raise InvalidInput(f"limit must be a whole number from 1 to {MAX_PAGE}")
-    return int(text)
+    return whole_number(text, "limit", 1, MAX_PAGE)
 
 
 def name_cursor(text: str | None) -> str | None:

@@ -9,7 +9,7 @@ meanwhile). Blueprint "fleet_rollouts_api": exempt from the pages' CSRF check, a
 from flask import Blueprint, current_app, jsonify, request
 
 from webapp.core.errors import InvalidInput, PipelineError
-from webapp.core.text import clean_text
+from webapp.core.text import clean_text, whole_number
 from webapp.web.jsonapi import answer_errors_as_json, basic_operator, require_basic_to_read
 
 from .actions import StaleVersion
@@ -56,9 +56,10 @@ def if_match() -> int:
             'send If-Match with the rollout\'s ETag (its "version"), e.g. If-Match: "3"'
         )
     value = header.strip().removeprefix("W/").strip('"')
-    if not (value.isascii() and value.isdigit() and len(value) <= 9):
-        raise InvalidInput('If-Match must be the rollout\'s ETag, e.g. "3"')
-    return int(value)
+    try:
+        return whole_number(value, "If-Match", 0, 999_999_999)
+    except InvalidInput:
+        raise InvalidInput('If-Match must be the rollout\'s ETag, e.g. "3"') from None
 
 
 def with_etag(rollout, status: int = 200):

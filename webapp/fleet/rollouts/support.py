@@ -3,7 +3,7 @@
 import time
 
 from webapp.core.errors import InvalidInput
-from webapp.core.text import clean_text
+from webapp.core.text import clean_text, whole_number
 from webapp.core.timefmt import iso
 
 from ..nodes import from_ms, state_at
@@ -16,9 +16,7 @@ def whole_arg(text, name: str, low: int, high: int, default):
     """Return a whole number from a query string (ASCII digits, ``low``-``high``), or default."""
     if text is None or text == "":
         return default
-    if not (text.isascii() and text.isdigit() and len(text) <= 10 and low <= int(text) <= high):
-        raise InvalidInput(f"{name} must be a whole number from {low} to {high}")
-    return int(text)
+    return whole_number(text, name, low, high)
 
 
 def node_rows_request(args):
