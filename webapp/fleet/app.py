@@ -7,27 +7,15 @@ import click
 from webapp.accounts.keys import key_file_problem, key_problem, refusal
 from webapp.core.config import fleet_secret
 from webapp.core.errors import InvalidInput
-from webapp.web.factory import (
-    ConfigError,
-    is_development,
-    new_app,
-    settings_from_environment,
-    setup_proxy,
-    setup_secret_key,
-)
+from webapp.web.factory import ConfigError, configured_app, is_development
 
 __all__ = ["ConfigError", "create_app"]
 
 
 def create_app(test_config=None):
     """Build the centre: settings from ``PIPELINE_*`` variables, then ``test_config``."""
-    app = new_app()
-    app.config.update(settings_from_environment())
-    if test_config:
-        app.config.update(test_config)
-    setup_secret_key(app)
+    app = configured_app(test_config)
     setup_fleet_secret(app)
-    setup_proxy(app)
     setup_cli(app)
     setup_web(app)
     setup_health(app)

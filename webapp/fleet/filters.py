@@ -4,37 +4,19 @@
 line (HTTP 400) for a bad one. No Flask, no SQL: the store turns a filter into a query.
 """
 
-import re
 from dataclasses import dataclass, field
 
 from webapp.core.errors import InvalidInput
+from webapp.core.labels import MAX_LABELS, label_key_problem, label_value
 from webapp.core.text import clean_text, whole_number
 
 from .rollouts.tables import SYNC_STATES
 from .schema import STATES
 
-LABEL_KEY = re.compile(r"[a-z0-9][a-z0-9_.-]{0,62}\Z")
-MAX_LABELS = 64
-MAX_LABEL_VALUE = 128
 MAX_TYPE = 64
 MAX_NAME = 200
 PAGE = 50
 MAX_PAGE = 500
-
-
-def label_key_problem(key) -> str | None:
-    """Return why ``key`` cannot be a label key, or None."""
-    if not isinstance(key, str) or not LABEL_KEY.match(key):
-        return "must be 1-63 characters of a-z, 0-9, '_', '.', '-', starting with a letter or digit"
-    return None
-
-
-def label_value(value, key: str) -> str:
-    """Return ``value`` if it can be label ``key``'s value (the text rules, ≤ 128), else raise."""
-    cleaned = clean_text(value, f"label {key}", MAX_LABEL_VALUE, required=True)
-    if cleaned != value:
-        raise InvalidInput(f"label {key} must not start or end with spaces")
-    return cleaned
 
 
 def parse_selector(text: str | None) -> dict[str, str]:

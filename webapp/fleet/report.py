@@ -11,9 +11,10 @@ from dataclasses import dataclass
 
 from webapp.accounts.users import name_problem
 from webapp.core.errors import InvalidInput
+from webapp.core.labels import MAX_LABELS, label_key_problem, label_value
 from webapp.core.text import clean_text
 
-from .filters import MAX_LABELS, MAX_TYPE, label_key_problem, label_value
+from .filters import MAX_TYPE
 
 MAX_BODY = 1 << 20
 MAX_DEPTH = 32

@@ -1,25 +1,14 @@
 """The Flask factory: settings from ``PIPELINE_*`` variables, the secret-key policy, and one
 ``setup_*`` call per part of the web app (each imports its heavy parts lazily)."""
 
-from webapp.web.factory import (  # ConfigError: what tests and callers catch
-    ConfigError,
-    new_app,
-    settings_from_environment,
-    setup_proxy,
-    setup_secret_key,
-)
+from webapp.web.factory import ConfigError, configured_app  # ConfigError: what callers catch
 
 __all__ = ["ConfigError", "create_app"]
 
 
 def create_app(test_config=None):
     """Build the app: settings from ``PIPELINE_*`` variables, then ``test_config``."""
-    app = new_app()
-    app.config.update(settings_from_environment())
-    if test_config:
-        app.config.update(test_config)
-    setup_secret_key(app)
-    setup_proxy(app)
+    app = configured_app(test_config)
     setup_store(app)
     setup_cli(app)
     setup_web(app)

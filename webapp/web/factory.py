@@ -89,3 +89,15 @@ def warn_of_an_unannounced_proxy(app) -> None:
             "counted by the connection's address (%s); behind a proxy, set PIPELINE_PROXY_COUNT",
             request.remote_addr,
         )
+
+
+def configured_app(test_config=None) -> Flask:
+    """Return an app with what every app here starts with: settings from ``PIPELINE_*``
+    variables (then ``test_config``), the secret-key policy and the trusted-proxy rule."""
+    app = new_app()
+    app.config.update(settings_from_environment())
+    if test_config:
+        app.config.update(test_config)
+    setup_secret_key(app)
+    setup_proxy(app)
+    return app
