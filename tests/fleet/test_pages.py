@@ -65,6 +65,8 @@ def test_overview_shows_types_states_mix_and_the_table(fleet):
             document.by_id("by-type").find_all("li", data_type=True)}  # fmt: skip
     assert bars == {"raw": "1", "schematized": "0", "filtered": "1", "aggregated": "1",
                     "other": "1"}  # fmt: skip
+    filtered = document.by_id("by-type").one("li", data_type="filtered")
+    assert "enriched" in filtered.text()  # each type names its bucket (the centre's bucket map)
     # edge-004 reported an error before any record: it counts as in error, with no type.
     states = {item.get("data-state"): item.get("data-count") for item in
               document.by_id("by-state").find_all("li", data_state=True)}  # fmt: skip

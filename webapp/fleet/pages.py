@@ -14,6 +14,7 @@ from flask import Blueprint, current_app, render_template, request, url_for
 
 from webapp.accounts.users import name_problem
 from webapp.core import timefmt
+from webapp.core.config import buckets_from
 from webapp.core.errors import InvalidInput, PipelineError
 from webapp.core.pipelines import PIPELINE_TYPES
 from webapp.web.inputs import query_number
@@ -67,6 +68,8 @@ def glance_context(store) -> dict:
     for pipeline_type, names in summary.get("buckets", {}).items():
         ranked = sorted(names.items(), key=lambda item: (-item[1], item[0]))
         buckets.setdefault(kind_of(pipeline_type), []).extend(name for name, _ in ranked)
+    if not buckets:  # the store counts no buckets per type: name the fleet's configured ones
+        buckets = {kind: [name] for kind, name in buckets_from(current_app.config).items()}
     mix = day_mix([(day.day, day.by_type) for day in store.mix(MIX_DAYS)])
     return {
         "summary": summary,
