@@ -215,6 +215,11 @@ def test_drift_after_a_finished_rollout_is_shown_not_reverted(fleet):
     assert summary == {"in_sync": 11, "pending": 0, "drifted": 1, "conflict": 0}
     assert fetch(fleet.client, rollout["id"])["progress"][0]["drifted"] == 1
     assert fleet.nodes["edge-002"].pipeline_type == "raw"
+    # The pages show it too: the table's filter by sync, and the node's own page.
+    table = fleet.client.get("/?state=drifted").get_data(as_text=True)
+    assert 'data-node="edge-002"' in table and 'data-sync="drifted"' in table
+    assert 'data-node="edge-001"' not in table
+    assert 'id="node-sync" data-sync="drifted"' in fleet.client.get("/nodes/edge-002").text
 
 
 def test_an_overlapping_rollout_is_refused_naming_the_holder(fleet):
