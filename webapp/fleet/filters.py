@@ -7,7 +7,7 @@ line (HTTP 400) for a bad one. No Flask, no SQL: the store turns a filter into a
 from dataclasses import dataclass, field
 
 from webapp.core.errors import InvalidInput
-from webapp.core.labels import MAX_LABELS, label_key_problem, label_value
+from webapp.core.labels import parse_labels, split_labels
 from webapp.core.text import clean_text, whole_number
 
 from .rollouts.tables import SYNC_STATES
@@ -20,24 +20,9 @@ MAX_PAGE = 500
 
 
 def parse_selector(text: str | None) -> dict[str, str]:
-    """Return the labels ``region=eu,site=berlin`` asks for (all must match)."""
-    selector: dict[str, str] = {}
-    for part in (text or "").split(","):
-        if not part.strip():
-            continue
-        key, equals, value = part.partition("=")
-        key, value = key.strip(), value.strip()
-        if not equals:
-            raise InvalidInput(f"selector: {part.strip()!r} is not key=value")
-        problem = label_key_problem(key)
-        if problem:
-            raise InvalidInput(f"selector: label key {key!r} {problem}")
-        if key in selector and selector[key] != value:
-            raise InvalidInput(f"selector: {key} is given twice")
-        selector[key] = label_value(value, key)
-    if len(selector) > MAX_LABELS:
-        raise InvalidInput(f"selector: at most {MAX_LABELS} labels")
-    return selector
+    """Return the labels ``region=eu,site=berlin`` asks for (all must match): the rules of a
+    node's own labels (core/labels.py), so any label a node can have can be selected."""
+    return parse_labels(split_labels(text), "selector")
 
 
 @dataclass(frozen=True)

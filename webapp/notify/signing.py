@@ -44,10 +44,10 @@ def check_key(webhooks, secret: str | None) -> None:
 
 def key_bytes(secret: str, where: str = "the webhook key") -> bytes:
     """Return the bytes of a ``whsec_`` key (strict base64, 24 to 64 bytes), or refuse it."""
-    problem = signatures.key_problem(secret)  # the one reading of a whsec_ key (the fleet's too)
-    if problem:
-        raise InvalidInput(f"{where}: the key {problem} (make one: {MAKE_KEY})")
-    raw = signatures.key_bytes(secret)
+    try:  # the one reading of a whsec_ key (the fleet's too)
+        raw = signatures.key_bytes(secret)
+    except ValueError as problem:
+        raise InvalidInput(f"{where}: {problem} (make one: {MAKE_KEY})") from None
     if len(raw) > MAX_KEY_BYTES:
         raise InvalidInput(
             f"{where}: the key holds {len(raw)} bytes; Standard Webhooks keys hold "
